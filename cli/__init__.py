@@ -1,0 +1,1 @@
+"""The two Typer applications, ``pcdata`` and ``pcmodels``: parse, call the library, report."""

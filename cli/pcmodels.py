@@ -1,0 +1,25 @@
+"""The ``pcmodels`` command: train, sample and evaluate generative models from a store."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="Generative models of point clouds, trained from pcdata stores.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        from pcmodels import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""File-system helpers shared by every writer: atomic files and directories, checksums."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+__all__ = ["atomic_path", "write_json_atomic", "file_sha256", "remove_tree", "temp_sibling"]
+
+
+def temp_sibling(path: str | os.PathLike, tag: str = "tmp") -> Path:
+    """A unique name beside ``path``, on the same file system, so a rename onto ``path`` is atomic."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex[:12]}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Readers see either the old file or the complete new one, never a half-written one; on any
+    exception (KeyboardInterrupt included) the temporary file or directory is removed.
+    """
+    target = Path(path)
+    tmp = temp_sibling(target)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        remove_tree(tmp)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file, fsync and rename (atomic replace)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def file_sha256(path: str | os.PathLike, block: int = 8 << 20) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def remove_tree(path: str | os.PathLike) -> None:
+    """Remove a file or directory if it exists."""
+    p = Path(path)
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()

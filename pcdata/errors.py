@@ -1,0 +1,67 @@
+"""Errors raised by pcdata.
+
+One base class, :class:`PcdataError`; each error also inherits the builtin it refines, so
+``except FileNotFoundError`` keeps working for callers who do not know this package. Messages
+name the file (or key, or parameter), what was expected and what was found, on one line: the CLI
+prints ``error: <message>`` and exits with code 2.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PcdataError",
+    "SourceError",
+    "StoreError",
+    "StoreNotFoundError",
+    "NotAStoreError",
+    "StoreFormatError",
+    "StoreIncompleteError",
+    "StoreExistsError",
+    "IngestError",
+    "ClusterError",
+    "ExportError",
+]
+
+
+class PcdataError(Exception):
+    """Base class of every error pcdata raises on purpose."""
+
+
+class SourceError(PcdataError, ValueError):
+    """An input file (HDF5, ROOT, ...) is missing, unreadable or does not follow its layout."""
+
+
+class StoreError(PcdataError):
+    """Base class of the errors about a point-cloud store."""
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """The store path does not exist."""
+
+
+class NotAStoreError(StoreError, ValueError):
+    """The path exists but holds no point-cloud store."""
+
+
+class StoreFormatError(StoreError, ValueError):
+    """The store's metadata is of an unknown format or version, or is invalid."""
+
+
+class StoreIncompleteError(StoreError, RuntimeError):
+    """The store is an interrupted ingest: some fragments are not committed yet."""
+
+
+class StoreExistsError(StoreError, FileExistsError):
+    """The output path is taken by a complete store or by something that is not a store."""
+
+
+class IngestError(PcdataError, RuntimeError):
+    """An ingest could not run to the end for a reason other than bad input."""
+
+
+class ClusterError(PcdataError, RuntimeError):
+    """The Dask cluster could not be started or reached."""
+
+
+class ExportError(PcdataError, ValueError):
+    """A store cannot be written in the requested format."""

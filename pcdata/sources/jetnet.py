@@ -1,0 +1,316 @@
+"""The JetNet HDF5 layout: validate, read in row blocks, write.
+
+Layout (as the ``jetnet`` library and Zenodo records 6975118 / 6975117 lay it out):
+
+- ``particle_features`` ``[N, P, 4]`` = ``(etarel, phirel, ptrel, mask)``, P = 30 or 150, particles
+  by descending pT, zero-padded; ``mask`` is 1 for a real particle.
+- ``jet_features`` ``[N, 4]`` = ``(pt, eta, mass, num_particles)``, absolute, GeV.
+
+``num_particles`` counts the jet's constituents before truncation to P (jetnet clips it with
+``min(num_particles, P)``), so the check is ``mask.sum() == min(num_particles, P)``. The store
+keeps the value as it is, so an export gives the file back bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .._io import atomic_path
+from ..clouds import Clouds
+from ..errors import SourceError
+
+__all__ = [
+    "JET_TYPES",
+    "PARTICLE_FEATURES",
+    "JET_FEATURES",
+    "JetNetFile",
+    "JetNetSource",
+    "label_from_filename",
+    "inspect_jetnet_file",
+    "read_jetnet_block",
+    "JetNetWriter",
+    "write_jetnet_hdf5",
+]
+
+#: Class names in jetnet's order; the stored ``label`` is the index into this tuple.
+JET_TYPES = ("g", "q", "t", "w", "z")
+PARTICLE_FEATURES = ("etarel", "phirel", "ptrel")
+JET_FEATURES = ("pt", "eta", "mass", "num_particles")
+_FILENAME = re.compile(r"^([gqtwz])(30|150)?\.(hdf5|h5)$")
+
+
+def label_from_filename(path: str | os.PathLike) -> int | None:
+    """The JetNet class index from a file name like ``t150.hdf5``, or None if it does not say."""
+    m = _FILENAME.match(Path(path).name)
+    return JET_TYPES.index(m.group(1)) if m else None
+
+
+def parse_label(label: str | int) -> int:
+    """A class given by name (``t``) or index (``2``) as its index."""
+    if isinstance(label, str) and label in JET_TYPES:
+        return JET_TYPES.index(label)
+    try:
+        index = int(label)
+    except (TypeError, ValueError):
+        index = -1
+    if not 0 <= index < len(JET_TYPES):
+        raise SourceError(f"--label: expected one of {', '.join(JET_TYPES)} or 0-4, got {label!r}")
+    return index
+
+
+@dataclass(frozen=True)
+class JetNetFile:
+    """A validated JetNet file: its path, number of jets and particles, class index."""
+
+    path: str
+    n_jets: int
+    num_particles: int
+    label: int
+    size: int
+
+
+def _open_h5(path: str):
+    import h5py
+
+    p = Path(path)
+    if not p.exists():
+        raise SourceError(f"{path}: no such file")
+    if p.is_dir():
+        raise SourceError(f"{path}: is a directory, expected an HDF5 file")
+    if p.stat().st_size == 0:
+        raise SourceError(f"{path}: empty file (0 bytes)")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        reason = str(err).split(" (")[0]
+        raise SourceError(f"{path}: not a readable HDF5 file ({reason})") from err
+
+
+def inspect_jetnet_file(path: str | os.PathLike, label: int | None = None) -> JetNetFile:
+    """Check a file's keys and shapes (not its values) and describe it.
+
+    Raises:
+        SourceError: missing file or key, not HDF5, wrong shape, no class.
+    """
+    path = str(path)
+    with _open_h5(path) as f:
+        for key in ("particle_features", "jet_features"):
+            if key not in f:
+                raise SourceError(f"{path}: missing dataset {key!r} (found: {', '.join(sorted(f.keys())) or 'none'})")
+        pf, jf = f["particle_features"], f["jet_features"]
+        if pf.ndim != 3 or pf.shape[2] != 4:
+            raise SourceError(f"{path}: particle_features must have shape [N, P, 4], found {list(pf.shape)}")
+        if jf.ndim != 2 or jf.shape[1] != 4:
+            raise SourceError(f"{path}: jet_features must have shape [N, 4], found {list(jf.shape)}")
+        if pf.shape[0] != jf.shape[0]:
+            raise SourceError(
+                f"{path}: particle_features has {pf.shape[0]} jets but jet_features has {jf.shape[0]}"
+            )
+        if pf.shape[0] == 0:
+            raise SourceError(f"{path}: holds no jets")
+        for key, ds in (("particle_features", pf), ("jet_features", jf)):
+            if ds.dtype.kind != "f":
+                raise SourceError(f"{path}: {key} must be floating point, found {ds.dtype}")
+        n_jets, num_particles = int(pf.shape[0]), int(pf.shape[1])
+    if label is None:
+        label = label_from_filename(path)
+        if label is None:
+            raise SourceError(
+                f"{path}: cannot tell the jet class from the file name (expected g, q, t, w or z, "
+                "optionally followed by 150, e.g. t150.hdf5); pass --label"
+            )
+    return JetNetFile(path=path, n_jets=n_jets, num_particles=num_particles, label=label, size=os.path.getsize(path))
+
+
+def _first_bad_row(bad: np.ndarray, start: int) -> int:
+    return start + int(np.flatnonzero(bad)[0])
+
+
+def read_jetnet_block(file: JetNetFile, start: int, stop: int) -> Clouds:
+    """Read jets ``start:stop`` of a file, check their values, keep only real particles.
+
+    Raises:
+        SourceError: non-finite values, a mask that is not 0/1 or not a prefix, non-zero padding,
+            a mask that disagrees with ``num_particles``, or a read failure (truncated file).
+    """
+    path = file.path
+    try:
+        with _open_h5(path) as f:
+            pf = np.asarray(f["particle_features"][start:stop], dtype=np.float32)
+            jf = np.asarray(f["jet_features"][start:stop], dtype=np.float32)
+    except SourceError:
+        raise
+    except Exception as err:  # h5py raises OSError/KeyError/ValueError for damaged files
+        raise SourceError(f"{path}: cannot read jets {start}:{stop} ({type(err).__name__}: {err})") from err
+
+    for key, arr in (("particle_features", pf), ("jet_features", jf)):
+        bad = ~np.isfinite(arr).reshape(len(arr), -1).all(axis=1)
+        if bad.any():
+            raise SourceError(f"{path}: {key} has non-finite values (first at jet {_first_bad_row(bad, start)})")
+    mask = pf[:, :, 3]
+    bad = ~((mask == 0) | (mask == 1)).all(axis=1)
+    if bad.any():
+        raise SourceError(f"{path}: mask values must be 0 or 1 (first violation at jet {_first_bad_row(bad, start)})")
+    real = mask == 1
+    bad = (real[:, 1:] & ~real[:, :-1]).any(axis=1)
+    if bad.any():
+        raise SourceError(
+            f"{path}: real particles must come before the padding (mask not a prefix at jet {_first_bad_row(bad, start)})"
+        )
+    bad = (pf[:, :, :3] != 0).any(axis=2) & ~real
+    bad = bad.any(axis=1)
+    if bad.any():
+        raise SourceError(f"{path}: padding (mask 0) is not zero (first at jet {_first_bad_row(bad, start)})")
+    n_real = real.sum(axis=1)
+    num = jf[:, 3]
+    bad = (num != np.round(num)) | (num < 0)
+    if bad.any():
+        raise SourceError(
+            f"{path}: num_particles must be a non-negative integer (first violation at jet {_first_bad_row(bad, start)})"
+        )
+    bad = n_real != np.minimum(num, file.num_particles)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise SourceError(
+            f"{path}: mask disagrees with num_particles at jet {start + i} "
+            f"({int(n_real[i])} real particles, num_particles {int(num[i])}, P {file.num_particles})"
+        )
+
+    offsets = np.zeros(len(pf) + 1, dtype=np.int64)
+    np.cumsum(n_real, out=offsets[1:])
+    return Clouds(
+        points=np.ascontiguousarray(pf[:, :, :3][real]),
+        offsets=offsets,
+        fields={
+            "pt": jf[:, 0].copy(),
+            "eta": jf[:, 1].copy(),
+            "mass": jf[:, 2].copy(),
+            "num_particles": num.astype(np.int32),
+            "label": np.full(len(pf), file.label, dtype=np.int32),
+        },
+        point_features=PARTICLE_FEATURES,
+    )
+
+
+@dataclass(frozen=True)
+class JetNetSource:
+    """JetNet files as an ingest source: validated up front, read in row blocks on workers."""
+
+    files: tuple[JetNetFile, ...]
+
+    kind = "jets"
+    coords = "relative-hadronic"
+    name = "jetnet"
+
+    @classmethod
+    def open(cls, paths: Sequence[str | os.PathLike], label: str | int | None = None) -> "JetNetSource":
+        """Validate every file's layout (cheap: metadata only) before anything is written."""
+        if not paths:
+            raise SourceError("no input files given")
+        index = None if label is None else parse_label(label)
+        return cls(tuple(inspect_jetnet_file(p, index) for p in paths))
+
+    @property
+    def num_particles(self) -> int:
+        return max(f.num_particles for f in self.files)
+
+    def read(self, file_index: int, start: int, stop: int) -> Clouds:
+        return read_jetnet_block(self.files[file_index], start, stop)
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+class JetNetWriter:
+    """Write a JetNet file block by block, atomically: the file appears only when complete.
+
+    Example:
+        >>> with JetNetWriter("t.hdf5", n_jets=1000, num_particles=30) as w:  # doctest: +SKIP
+        ...     w.write(0, particle_features, jet_features)
+    """
+
+    def __init__(self, path: str | os.PathLike, *, n_jets: int, num_particles: int, compression: str | None = None):
+        self.path = Path(path)
+        self.n_jets = int(n_jets)
+        self.num_particles = int(num_particles)
+        self.compression = compression
+        self._stack = contextlib.ExitStack()
+        self._written = 0
+
+    def __enter__(self) -> "JetNetWriter":
+        import h5py
+
+        tmp = self._stack.enter_context(atomic_path(self.path))
+        self._file = self._stack.enter_context(h5py.File(tmp, "w"))
+        chunk_rows = max(1, min(self.n_jets, 1024))
+        opts = dict(compression=self.compression) if self.compression else {}
+        self._pf = self._file.create_dataset(
+            "particle_features", shape=(self.n_jets, self.num_particles, 4), dtype="f4",
+            chunks=(chunk_rows, self.num_particles, 4) if self.n_jets else None, **opts,
+        )
+        self._jf = self._file.create_dataset(
+            "jet_features", shape=(self.n_jets, 4), dtype="f4", chunks=(chunk_rows, 4) if self.n_jets else None, **opts
+        )
+        self._pf.attrs["features"] = list(PARTICLE_FEATURES) + ["mask"]
+        self._jf.attrs["features"] = list(JET_FEATURES)
+        return self
+
+    def write(self, start: int, particle_features: np.ndarray, jet_features: np.ndarray) -> None:
+        """Write jets ``start:start+len(block)``."""
+        stop = start + len(particle_features)
+        self._pf[start:stop] = particle_features
+        self._jf[start:stop] = jet_features
+        self._written += stop - start
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None and self._written != self.n_jets:
+            exc = ValueError(f"{self.path}: wrote {self._written} of {self.n_jets} jets")
+            self._stack.__exit__(type(exc), exc, None)
+            raise exc
+        self._stack.__exit__(exc_type, exc, tb)
+
+
+def write_jetnet_hdf5(
+    path: str | os.PathLike, particle_features: np.ndarray, jet_features: np.ndarray, *, compression: str | None = None
+) -> None:
+    """Write whole arrays as one JetNet file (atomically)."""
+    with JetNetWriter(path, n_jets=len(jet_features), num_particles=particle_features.shape[1], compression=compression) as w:
+        w.write(0, particle_features, jet_features)
+
+
+def clouds_to_jetnet(clouds: Clouds, num_particles: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clouds in relative coordinates as JetNet arrays: particles by descending ptrel, truncated or
+    zero-padded to ``num_particles``, with the mask as fourth feature.
+
+    ``num_particles`` in ``jet_features`` is the cloud field when present (so an ingested file
+    round-trips exactly), else the cloud's multiplicity.
+    """
+    names = clouds.point_features
+    if tuple(names[:3]) != PARTICLE_FEATURES:
+        raise ValueError(f"expected point features {PARTICLE_FEATURES}, found {names}")
+    cloud_id = np.repeat(np.arange(len(clouds)), clouds.counts)
+    # Stable sort by (cloud, -ptrel): an already-sorted store keeps its exact particle order.
+    order = np.lexsort((-clouds.points[:, 2], cloud_id))
+    ordered = Clouds(clouds.points[order], clouds.offsets, clouds.fields, names)
+    padded = ordered.padded(num_particles)
+    pf = np.concatenate([padded.points[:, :, :3], padded.mask[:, :, None].astype(np.float32)], axis=2)
+    f = clouds.fields
+    num = f["num_particles"] if "num_particles" in f else clouds.counts
+    jf = np.stack(
+        [f.get("pt", np.zeros(len(clouds))), f.get("eta", np.zeros(len(clouds))), f.get("mass", np.zeros(len(clouds))), num],
+        axis=1,
+    ).astype(np.float32)
+    return pf.astype(np.float32), jf
+
+
+def iter_rows(n: int, step: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` blocks covering ``range(n)``."""
+    for start in range(0, n, step):
+        yield start, min(n, start + step)
