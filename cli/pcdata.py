@@ -2,16 +2,61 @@
 
 from __future__ import annotations
 
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-from . import generate
+from . import generate, ingest
+from ._common import handle_errors
 
 app = typer.Typer(
     help="Point-cloud data platform: convert JetNet, CaloChallenge and ROOT files to Zarr point-cloud stores.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(ingest.app, name="ingest")
 app.add_typer(generate.app, name="generate")
+
+
+@app.command()
+@handle_errors
+def inspect(
+    store: Path = typer.Argument(..., help="The store directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
+    """Summarise a store: kind, counts, features with units and statistics, splits, provenance."""
+    from pcdata import open_store
+
+    info = open_store(store).describe()
+    if as_json:
+        typer.echo(json.dumps(info, indent=1))
+        return
+    from ._render import render_store_summary
+
+    render_store_summary(info)
+
+
+class ExportFormat(str, Enum):
+    jetnet_hdf5 = "jetnet-hdf5"
+
+
+@app.command()
+@handle_errors
+def export(
+    store: Path = typer.Argument(..., help="The store directory."),
+    fmt: ExportFormat = typer.Option(..., "--format", "-f", help="Output layout."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file."),
+    num_particles: Optional[int] = typer.Option(None, "--num-particles", "-P", help="jetnet-hdf5: particles per jet [default: the source's P]."),
+    split: Optional[str] = typer.Option(None, "--split", help="Export only this split (train, val, test)."),
+) -> None:
+    """Write a store out in another layout (so ingest then export gives the input back)."""
+    from pcdata.exports import export_jetnet
+
+    path = export_jetnet(store, out, num_particles=num_particles, split=split)
+    typer.echo(f"wrote {path}")
 
 
 def main() -> None:

@@ -13,5 +13,6 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 from . import errors
 from .clouds import Clouds, Padded
+from .store import Store, open_store
 
-__all__ = ["__version__", "errors", "Clouds", "Padded"]
+__all__ = ["__version__", "errors", "Clouds", "Padded", "Store", "open_store"]

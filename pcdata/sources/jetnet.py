@@ -221,6 +221,9 @@ class JetNetSource:
     def num_particles(self) -> int:
         return max(f.num_particles for f in self.files)
 
+    def rows(self) -> list[int]:
+        return [f.n_jets for f in self.files]
+
     def read(self, file_index: int, start: int, stop: int) -> Clouds:
         return read_jetnet_block(self.files[file_index], start, stop)
 

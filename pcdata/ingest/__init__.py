@@ -1,0 +1,7 @@
+"""Ingest pipelines on Dask: sources become store fragments. One module per input kind."""
+
+from .cluster import dask_client
+from .jetnet import ingest_jetnet
+from .pipeline import run_ingest
+
+__all__ = ["dask_client", "ingest_jetnet", "run_ingest"]

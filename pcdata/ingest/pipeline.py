@@ -1,0 +1,182 @@
+"""The generic ingest pipeline: partitions of a source become fragments, written on Dask workers.
+
+A source is any picklable object with ``name``, ``files`` (each with ``path`` and ``size``),
+``rows()`` (clouds per file) and ``read(file_index, start, stop) -> Clouds``. Each row block is one
+Dask task, a picklable :class:`WriteFragment` over ``(file_index, start, stop)`` that opens the file
+inside the task. Workers return the fragment's counts, checksum and partial statistics; the client
+commits them to the root metadata as they finish and merges the statistics at the end, so the data
+is read once.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import hashlib
+import json
+import os
+import shlex
+import socket
+import sys
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+from .. import __version__
+from .._io import file_sha256
+from ..clouds import Clouds
+from ..errors import IngestError, PcdataError, SourceError
+from ..store.format import FORMAT_VERSION, FragmentInfo, Provenance, SourceFile, StoreMeta
+from ..store.writer import ChunkSpec, fragment_id, prepare_store, write_fragment
+from .cluster import dask_client
+
+__all__ = ["Source", "Partition", "WriteFragment", "plan_partitions", "fingerprint", "run_ingest"]
+
+
+class Source(Protocol):
+    name: str
+    files: Sequence[Any]
+
+    def rows(self) -> list[int]: ...
+
+    def read(self, file_index: int, start: int, stop: int) -> Clouds: ...
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One row block of one input file; it becomes fragment ``fragment``."""
+
+    fragment: str
+    file_index: int
+    start: int
+    stop: int
+
+
+def plan_partitions(rows: Sequence[int], rows_per_fragment: int) -> list[Partition]:
+    """Cut every file into blocks of ``rows_per_fragment`` rows, numbered across files."""
+    if rows_per_fragment < 1:
+        raise ValueError(f"rows per fragment must be >= 1, got {rows_per_fragment}")
+    parts: list[Partition] = []
+    for file_index, n in enumerate(rows):
+        for start in range(0, n, rows_per_fragment):
+            parts.append(Partition(fragment_id(len(parts)), file_index, start, min(n, start + rows_per_fragment)))
+    return parts
+
+
+@dataclass(frozen=True)
+class WriteFragment:
+    """The Dask task: read one partition and write it as one fragment (picklable, no open files)."""
+
+    store_path: str
+    source: Any
+    chunks: ChunkSpec
+
+    def __call__(self, part: Partition) -> FragmentInfo:
+        clouds = self.source.read(part.file_index, part.start, part.stop)
+        return write_fragment(self.store_path, part.fragment, clouds, chunks=self.chunks,
+                              source={"file": part.file_index, "start": part.start, "stop": part.stop})
+
+
+def fingerprint(source: Source, options: dict[str, Any]) -> str:
+    """Identity of an ingest: the inputs (absolute path, size, mtime) and every option that changes
+    the result. A re-run with the same fingerprint resumes an interrupted build."""
+    files = []
+    for f in source.files:
+        st = os.stat(f.path)
+        files.append([os.path.abspath(f.path), st.st_size, st.st_mtime_ns])
+    doc = {"source": source.name, "files": files, "options": options, "format": FORMAT_VERSION}
+    return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _provenance(source: Source, checksums: list[str], command: str | None) -> Provenance:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        user = os.environ.get("USER", "")
+    return Provenance(
+        sources=tuple(SourceFile(os.path.abspath(f.path), int(f.size), s) for f, s in zip(source.files, checksums)),
+        command=command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        tool=f"pcdata {__version__}",
+        user=user,
+        host=socket.gethostname(),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _progress(enabled: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), disable=not enabled,
+    )
+
+
+def run_ingest(
+    source: Source,
+    out: str | os.PathLike,
+    template: StoreMeta,
+    *,
+    rows_per_fragment: int,
+    options: dict[str, Any],
+    workers: int | None = None,
+    scheduler: str | None = None,
+    gpu: bool = False,
+    overwrite: bool = False,
+    chunks: ChunkSpec = ChunkSpec(),
+    progress: bool = True,
+    command: str | None = None,
+) -> StoreMeta:
+    """Convert ``source`` into the store ``out`` on a Dask cluster.
+
+    The cluster is started before anything is written, so a cluster failure leaves no trace.
+    Bad input (:class:`SourceError` from a worker) removes what this run built; any other
+    interruption keeps the committed fragments, and re-running the same call finishes the rest.
+
+    Returns:
+        The metadata of the finished store.
+    """
+    parts = plan_partitions(source.rows(), rows_per_fragment)
+    template = replace(template, expected_fragments=len(parts),
+                       fingerprint=fingerprint(source, {**options, "rows_per_fragment": rows_per_fragment}))
+    out = Path(out).absolute()
+    with dask_client(workers=workers, scheduler=scheduler, gpu=gpu) as client:
+        from distributed import as_completed
+
+        builder = prepare_store(out, template, overwrite=overwrite)
+        todo = [p for p in parts if p.fragment not in builder.committed]
+        task = WriteFragment(str(builder.path), source, chunks)
+        run = uuid.uuid4().hex[:8]
+        futures, sums = [], []
+        try:
+            futures = client.map(task, todo, key=[f"pcdata-{p.fragment}-{run}" for p in todo])
+            sums = [client.submit(file_sha256, os.path.abspath(f.path), key=f"pcdata-sha256-{i}-{run}")
+                    for i, f in enumerate(source.files)]
+            done_clouds = builder.meta.num_clouds
+            with _progress(progress) as bar:
+                tid = bar.add_task(f"ingest {source.name}", total=len(parts), completed=len(parts) - len(todo), rate="")
+                start = _dt.datetime.now()
+                for batch in as_completed(futures).batches():
+                    infos = [f.result() for f in batch]
+                    builder.commit(*infos)
+                    done_clouds += sum(i.num_clouds for i in infos)
+                    secs = max(1e-9, (_dt.datetime.now() - start).total_seconds())
+                    bar.update(tid, advance=len(infos), rate=f"{done_clouds / secs:,.0f} clouds/s")
+            checksums = client.gather(sums)
+            return builder.finish(provenance=_provenance(source, checksums, command))
+        except SourceError:
+            client.cancel(futures + sums)
+            builder.abort()
+            raise
+        except PcdataError:
+            client.cancel(futures + sums)
+            raise
+        except Exception as err:
+            client.cancel(futures + sums)
+            raise IngestError(
+                f"{out}: ingest stopped ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                "committed fragments are kept, re-run the same command to finish"
+            ) from err

@@ -1,0 +1,353 @@
+"""The store's root metadata, format version 1, as frozen dataclasses.
+
+The metadata lives in the root group's ``zarr.json`` under ``attributes["pcdata"]`` and is the
+commit point of the store: it is replaced atomically and a fragment exists for readers only once
+it is listed here. Every class has ``to_dict``/``from_dict``; ``from_dict`` validates and raises
+:class:`~pcdata.errors.StoreFormatError` naming the store and the field. See ``README.md`` beside
+this file for the on-disk layout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Mapping, get_args
+
+from ..errors import StoreFormatError
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "Kind",
+    "Status",
+    "Feature",
+    "Moments",
+    "FeatureStats",
+    "SourceFile",
+    "Provenance",
+    "SplitSpec",
+    "FragmentInfo",
+    "StoreMeta",
+]
+
+FORMAT_NAME = "pcdata.pointcloud"
+FORMAT_VERSION = 1
+Kind = Literal["jets", "showers", "events"]
+Status = Literal["incomplete", "complete"]
+
+
+def _require(d: Mapping[str, Any], key: str, types: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(d, Mapping):
+        raise StoreFormatError(f"{where}: expected an object, found {type(d).__name__}")
+    if key not in d:
+        raise StoreFormatError(f"{where}: missing field {key!r}")
+    value = d[key]
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+        names = "/".join(t.__name__ for t in _as_tuple(types))
+        raise StoreFormatError(f"{where}: field {key!r} must be {names}, found {type(value).__name__}")
+    return value
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _num(x: float | None) -> float | None:
+    # JSON has no NaN/inf: empty statistics are stored as null.
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A named column: a point feature or a per-cloud field."""
+
+    name: str
+    unit: str = ""
+    dtype: str = "float32"
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "unit": self.unit, "dtype": self.dtype, "description": self.description}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "feature") -> "Feature":
+        name = _require(d, "name", str, where)
+        return cls(name=name, unit=str(d.get("unit", "")), dtype=str(d.get("dtype", "float32")),
+                   description=str(d.get("description", "")))
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Mergeable partial statistics of one feature (count, mean, sum of squared deviations, range).
+
+    Merging uses Chan et al.'s pairwise formula; merging in a fixed order (fragment order) makes
+    the result bit-identical however the fragments were scheduled.
+    """
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    min: float = math.inf
+    max: float = -math.inf
+
+    @classmethod
+    def of(cls, values) -> "Moments":
+        import numpy as np
+
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        if v.size == 0:
+            return cls()
+        mean = float(v.mean())
+        return cls(count=int(v.size), mean=mean, m2=float(((v - mean) ** 2).sum()), min=float(v.min()), max=float(v.max()))
+
+    def merge(self, other: "Moments") -> "Moments":
+        if other.count == 0:
+            return self
+        if self.count == 0:
+            return other
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        mean = self.mean + delta * other.count / n
+        m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / n
+        return Moments(n, mean, m2, min(self.min, other.min), max(self.max, other.max))
+
+    def to_stats(self) -> "FeatureStats":
+        if self.count == 0:
+            return FeatureStats(0, None, None, None, None)
+        return FeatureStats(self.count, self.mean, math.sqrt(self.m2 / self.count), self.min, self.max)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "mean": self.mean, "m2": self.m2, "min": _num(self.min), "max": _num(self.max)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "moments") -> "Moments":
+        count = _require(d, "count", int, where)
+        if count == 0:
+            return cls()
+        return cls(count, float(_require(d, "mean", (int, float), where)), float(_require(d, "m2", (int, float), where)),
+                   float(_require(d, "min", (int, float), where)), float(_require(d, "max", (int, float), where)))
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    """Statistics of one feature over the whole store, for normalisation (std is the population std)."""
+
+    count: int
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "mean": _num(self.mean), "std": _num(self.std), "min": _num(self.min), "max": _num(self.max)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "stats") -> "FeatureStats":
+        count = _require(d, "count", int, where)
+        get = lambda k: None if d.get(k) is None else float(d[k])  # noqa: E731
+        return cls(count, get("mean"), get("std"), get("min"), get("max"))
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """An input file of the ingest: where it was, its size and sha256."""
+
+    path: str
+    size: int
+    sha256: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "source") -> "SourceFile":
+        return cls(_require(d, "path", str, where), _require(d, "size", int, where), d.get("sha256"))
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the store came from: inputs, the command, the tool version, user and time."""
+
+    sources: tuple[SourceFile, ...] = ()
+    command: str = ""
+    tool: str = ""
+    user: str = ""
+    host: str = ""
+    created: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sources": [s.to_dict() for s in self.sources], "command": self.command, "tool": self.tool,
+                "user": self.user, "host": self.host, "created": self.created}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "provenance") -> "Provenance":
+        sources = _require(d, "sources", list, where)
+        return cls(tuple(SourceFile.from_dict(s, f"{where}.sources[{i}]") for i, s in enumerate(sources)),
+                   str(d.get("command", "")), str(d.get("tool", "")), str(d.get("user", "")),
+                   str(d.get("host", "")), str(d.get("created", "")))
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Named splits: fractions in order, a seed, and the (versioned) assignment method.
+
+    The assignment is pure integer arithmetic on the cloud index (see :mod:`pcdata.store.splits`),
+    so it is the same on every machine and with every numpy version.
+    """
+
+    fractions: tuple[tuple[str, float], ...] = (("train", 0.7), ("val", 0.15), ("test", 0.15))
+    seed: int = 42
+    method: str = "splitmix64-rank-v1"
+
+    def __post_init__(self) -> None:
+        names = [n for n, _ in self.fractions]
+        if len(set(names)) != len(names) or not names:
+            raise StoreFormatError(f"splits: names must be unique and non-empty, found {names}")
+        total = sum(f for _, f in self.fractions)
+        if any(f < 0 for _, f in self.fractions) or abs(total - 1.0) > 1e-6:
+            raise StoreFormatError(f"splits: fractions must be >= 0 and sum to 1, found {dict(self.fractions)}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self.fractions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fractions": dict(self.fractions), "seed": self.seed, "method": self.method}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "splits") -> "SplitSpec":
+        fractions = _require(d, "fractions", dict, where)
+        method = _require(d, "method", str, where)
+        if method != "splitmix64-rank-v1":
+            raise StoreFormatError(f"{where}: unknown split method {method!r}")
+        return cls(tuple((str(k), float(v)) for k, v in fractions.items()), _require(d, "seed", int, where), method)
+
+
+@dataclass(frozen=True)
+class FragmentInfo:
+    """A committed fragment: its group name, counts, content checksum, source range, partial stats."""
+
+    id: str
+    num_clouds: int
+    num_points: int
+    checksum: str
+    source: dict[str, Any] = field(default_factory=dict)
+    moments: dict[str, Moments] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "num_clouds": self.num_clouds, "num_points": self.num_points, "checksum": self.checksum,
+                "source": dict(self.source), "moments": {k: m.to_dict() for k, m in self.moments.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "fragment") -> "FragmentInfo":
+        return cls(
+            id=_require(d, "id", str, where),
+            num_clouds=_require(d, "num_clouds", int, where),
+            num_points=_require(d, "num_points", int, where),
+            checksum=_require(d, "checksum", str, where),
+            source=dict(d.get("source", {})),
+            moments={k: Moments.from_dict(v, f"{where}.moments.{k}") for k, v in dict(d.get("moments", {})).items()},
+        )
+
+
+@dataclass(frozen=True)
+class StoreMeta:
+    """Everything a reader needs to know about a store, and the list of its committed fragments."""
+
+    kind: Kind
+    coords: str
+    point_features: tuple[Feature, ...]
+    cloud_features: tuple[Feature, ...]
+    status: Status = "incomplete"
+    fragments: tuple[FragmentInfo, ...] = ()
+    expected_fragments: int = 0
+    stats: dict[str, FeatureStats] = field(default_factory=dict)
+    splits: SplitSpec = field(default_factory=SplitSpec)
+    provenance: Provenance = field(default_factory=Provenance)
+    fingerprint: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+    format: str = FORMAT_NAME
+    version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.kind not in get_args(Kind):
+            raise StoreFormatError(f"kind must be one of {get_args(Kind)}, found {self.kind!r}")
+        if self.status not in get_args(Status):
+            raise StoreFormatError(f"status must be one of {get_args(Status)}, found {self.status!r}")
+        names = [f.name for f in self.cloud_features]
+        if len(set(names)) != len(names):
+            raise StoreFormatError(f"cloud feature names must be unique, found {names}")
+
+    @property
+    def num_clouds(self) -> int:
+        return sum(f.num_clouds for f in self.fragments)
+
+    @property
+    def num_points(self) -> int:
+        return sum(f.num_points for f in self.fragments)
+
+    @property
+    def point_feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.point_features)
+
+    @property
+    def cloud_feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.cloud_features)
+
+    def with_fragment(self, info: FragmentInfo) -> "StoreMeta":
+        """A copy listing one more fragment (kept sorted by id so the result does not depend on
+        the order in which workers finished)."""
+        others = [f for f in self.fragments if f.id != info.id]
+        return replace(self, fragments=tuple(sorted([*others, info], key=lambda f: f.id)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "version": self.version,
+            "kind": self.kind,
+            "coords": self.coords,
+            "status": self.status,
+            "num_clouds": self.num_clouds,
+            "num_points": self.num_points,
+            "point_features": [f.to_dict() for f in self.point_features],
+            "cloud_features": [f.to_dict() for f in self.cloud_features],
+            "stats": {k: s.to_dict() for k, s in self.stats.items()},
+            "splits": self.splits.to_dict(),
+            "provenance": self.provenance.to_dict(),
+            "attrs": self.attrs,
+            "fingerprint": self.fingerprint,
+            "expected_fragments": self.expected_fragments,
+            "fragments": [f.to_dict() for f in self.fragments],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "store") -> "StoreMeta":
+        """Validate and parse; the format name and version are checked first."""
+        fmt = _require(d, "format", str, where)
+        if fmt != FORMAT_NAME:
+            raise StoreFormatError(f"{where}: unknown store format {fmt!r} (expected {FORMAT_NAME!r})")
+        version = _require(d, "version", int, where)
+        if version != FORMAT_VERSION:
+            raise StoreFormatError(
+                f"{where}: store format version {version} is not supported (this pcdata reads version {FORMAT_VERSION})"
+            )
+        try:
+            return cls(
+                kind=_require(d, "kind", str, where),
+                coords=_require(d, "coords", str, where),
+                status=_require(d, "status", str, where),
+                point_features=tuple(Feature.from_dict(f, f"{where}.point_features") for f in _require(d, "point_features", list, where)),
+                cloud_features=tuple(Feature.from_dict(f, f"{where}.cloud_features") for f in _require(d, "cloud_features", list, where)),
+                fragments=tuple(FragmentInfo.from_dict(f, f"{where}.fragments[{i}]") for i, f in enumerate(_require(d, "fragments", list, where))),
+                expected_fragments=int(d.get("expected_fragments", 0)),
+                stats={k: FeatureStats.from_dict(v, f"{where}.stats.{k}") for k, v in dict(d.get("stats", {})).items()},
+                splits=SplitSpec.from_dict(_require(d, "splits", dict, where), f"{where}.splits"),
+                provenance=Provenance.from_dict(_require(d, "provenance", dict, where), f"{where}.provenance"),
+                fingerprint=str(d.get("fingerprint", "")),
+                attrs=dict(d.get("attrs", {})),
+                format=fmt,
+                version=version,
+            )
+        except StoreFormatError as err:
+            msg = str(err)
+            raise StoreFormatError(msg if msg.startswith(where) else f"{where}: {msg}") from None

@@ -1,0 +1,315 @@
+"""Reading a store: :func:`open_store` and :class:`Store`.
+
+A reader trusts only the root metadata: fragments it does not list do not exist for it. Offsets
+and cloud fields are small and cached per fragment on first use; points are read per request,
+touching only the chunks that hold the requested clouds.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..clouds import Clouds, Padded
+from ..errors import NotAStoreError, StoreFormatError, StoreIncompleteError, StoreNotFoundError
+from .format import FeatureStats, FragmentInfo, StoreMeta
+from .splits import split_indices
+from .writer import content_checksum, read_root_metadata
+
+__all__ = ["open_store", "Store"]
+
+
+def open_store(path: str | os.PathLike, *, allow_incomplete: bool = False) -> "Store":
+    """Open a point-cloud store for reading.
+
+    Args:
+        path: the store directory.
+        allow_incomplete: also open an interrupted ingest; only its committed fragments are visible.
+
+    Raises:
+        StoreNotFoundError: nothing at ``path``.
+        NotAStoreError: ``path`` holds no pcdata store.
+        StoreFormatError: unknown format or version, or invalid metadata.
+        StoreIncompleteError: an interrupted ingest (unless ``allow_incomplete``).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise StoreNotFoundError(f"{path}: no such store")
+    if not p.is_dir():
+        raise NotAStoreError(f"{path}: not a pcdata store (a file, expected a Zarr store directory)")
+    meta = read_root_metadata(p)
+    if meta is None:
+        raise NotAStoreError(f"{path}: not a pcdata store (no zarr.json with pcdata metadata)")
+    if meta.status != "complete" and not allow_incomplete:
+        raise StoreIncompleteError(
+            f"{path}: incomplete store, {len(meta.fragments)} of {meta.expected_fragments} fragments committed "
+            "(an ingest was interrupted); re-run the same ingest command to finish it"
+        )
+    return Store(p, meta)
+
+
+class _Fragment:
+    """One committed fragment's arrays, opened lazily."""
+
+    def __init__(self, root: Path, info: FragmentInfo):
+        self.root, self.info = root, info
+        self.path = root / "fragments" / info.id
+
+    def _open(self, name: str):
+        import zarr
+
+        try:
+            return zarr.open_array(str(self.path), path=name, mode="r")
+        except Exception as err:  # zarr raises several kinds for a missing or broken node
+            raise StoreFormatError(f"{self.root}: fragment {self.info.id} is missing or damaged ({name}: {err})") from err
+
+    @cached_property
+    def points(self):
+        return self._open("points")
+
+    @cached_property
+    def offsets(self) -> np.ndarray:
+        return np.asarray(self._open("offsets")[:], dtype=np.int64)
+
+    @cached_property
+    def fields(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def field(self, name: str) -> np.ndarray:
+        if name not in self.fields:
+            self.fields[name] = np.asarray(self._open(f"cloud/{name}")[:])
+        return self.fields[name]
+
+    def read_points(self, start: int, stop: int) -> np.ndarray:
+        if stop <= start:
+            return np.zeros((0, self.points.shape[1]), dtype=np.float32)
+        return np.asarray(self.points[start:stop])
+
+    def gather(self, local: np.ndarray, names: Sequence[str], point_features: tuple[str, ...]) -> Clouds:
+        """Clouds at sorted local indices; reads each run of needed point chunks once."""
+        off = self.offsets
+        starts, stops = off[local], off[local + 1]
+        counts = stops - starts
+        offsets = np.zeros(len(local) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        rows = self.points.chunks[0] if self.info.num_points else 1
+        needed = np.zeros(max(1, -(-self.info.num_points // rows)) + 1, dtype=np.int64)
+        nz = counts > 0
+        np.add.at(needed, starts[nz] // rows, 1)
+        np.add.at(needed, (stops[nz] - 1) // rows + 1, -1)
+        chunk_used = np.cumsum(needed)[:-1] > 0
+        # Runs of consecutive needed chunks become one contiguous read each.
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], chunk_used.astype(np.int8), [0]])))
+        run_lo, run_hi = edges[0::2] * rows, np.minimum(edges[1::2] * rows, self.info.num_points)
+        buffer = (np.concatenate([self.read_points(a, b) for a, b in zip(run_lo, run_hi)])
+                  if len(run_lo) else np.zeros((0, len(point_features)), dtype=np.float32))
+        run_base = np.concatenate([[0], np.cumsum(run_hi - run_lo)])[:-1]
+        row = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1], dtype=np.int64)
+        run = np.searchsorted(run_lo, row, side="right") - 1
+        points = buffer[row - run_lo[run] + run_base[run]] if len(row) else buffer[:0]
+        return Clouds(points, offsets, {n: self.field(n)[local] for n in names}, point_features)
+
+
+class Store:
+    """A point-cloud store opened for reading. Create with :func:`open_store`.
+
+    Indexing: ``store[i]`` is one cloud (a dict of ``points`` and the cloud fields);
+    ``store[a:b]`` and :meth:`read` give :class:`~pcdata.Clouds`; :meth:`take` gathers any
+    indices; :meth:`split` the clouds of a named split.
+    """
+
+    def __init__(self, path: Path, meta: StoreMeta):
+        self.path = path
+        self.meta = meta
+        self._fragments = [_Fragment(path, f) for f in meta.fragments]
+        counts = np.array([f.num_clouds for f in meta.fragments], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(counts)])
+
+    def __repr__(self) -> str:
+        return (f"<Store {str(self.path)!r} kind={self.kind} clouds={self.num_clouds} points={self.num_points} "
+                f"features={list(self.point_features)}>")
+
+    # -- description -----------------------------------------------------------------------------
+    kind = property(lambda self: self.meta.kind)
+    coords = property(lambda self: self.meta.coords)
+    num_clouds = property(lambda self: self.meta.num_clouds)
+    num_points = property(lambda self: self.meta.num_points)
+    point_features = property(lambda self: self.meta.point_feature_names)
+    cloud_features = property(lambda self: self.meta.cloud_feature_names)
+    fragments = property(lambda self: self.meta.fragments)
+
+    @property
+    def stats(self) -> dict[str, FeatureStats]:
+        return self.meta.stats
+
+    @property
+    def complete(self) -> bool:
+        return self.meta.status == "complete"
+
+    def __len__(self) -> int:
+        return self.num_clouds
+
+    @cached_property
+    def offsets(self) -> np.ndarray:
+        """Global offsets ``[num_clouds + 1]`` into the concatenation of all fragments' points."""
+        out = np.zeros(self.num_clouds + 1, dtype=np.int64)
+        base = 0
+        for frag, lo in zip(self._fragments, self._starts[:-1]):
+            n = frag.info.num_clouds
+            out[lo + 1 : lo + n + 1] = frag.offsets[1:] + base
+            base += frag.info.num_points
+        return out
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Points per cloud, ``[num_clouds]``."""
+        return np.diff(self.offsets)
+
+    def field(self, name: str) -> np.ndarray:
+        """One cloud field over the whole store, ``[num_clouds]``."""
+        self._check_fields([name])
+        if not self._fragments:
+            return np.zeros(0)
+        return np.concatenate([f.field(name) for f in self._fragments])
+
+    # -- reading ---------------------------------------------------------------------------------
+    def _check_fields(self, names: Sequence[str]) -> None:
+        unknown = [n for n in names if n not in self.cloud_features]
+        if unknown:
+            raise KeyError(f"{self.path}: no cloud field {unknown[0]!r} (has {', '.join(self.cloud_features)})")
+
+    def take(self, indices: Sequence[int] | np.ndarray, *, fields: Sequence[str] | None = None) -> Clouds:
+        """Clouds at global ``indices`` in the given order, reading only the chunks that hold them."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        names = list(self.cloud_features if fields is None else fields)
+        self._check_fields(names)
+        if idx.size and (idx.min() < -self.num_clouds or idx.max() >= self.num_clouds):
+            raise IndexError(f"cloud index out of range for a store of {self.num_clouds} clouds")
+        idx = np.where(idx < 0, idx + self.num_clouds, idx)
+        order = np.argsort(idx, kind="stable")
+        sorted_idx = idx[order]
+        frag_of = np.searchsorted(self._starts, sorted_idx, side="right") - 1
+        parts = []
+        for k in np.unique(frag_of):
+            sel = sorted_idx[frag_of == k] - self._starts[k]
+            uniq, inverse = np.unique(sel, return_inverse=True)
+            part = self._fragments[k].gather(uniq, names, self.point_features)
+            parts.append(part.take(inverse) if len(uniq) != len(sel) else part)
+        if not parts:
+            return Clouds(np.zeros((0, len(self.point_features)), np.float32), np.zeros(1, np.int64),
+                          {n: np.zeros(0) for n in names}, self.point_features)
+        gathered = Clouds.concat(parts)
+        inverse_order = np.empty_like(order)
+        inverse_order[order] = np.arange(len(order))
+        return gathered.take(inverse_order)
+
+    def read(self, start: int = 0, stop: int | None = None, *, fields: Sequence[str] | None = None) -> Clouds:
+        """Clouds ``start:stop`` (contiguous range), reading only the chunks that hold them."""
+        start, stop, _ = slice(start, stop).indices(self.num_clouds)
+        return self.take(np.arange(start, max(start, stop)), fields=fields)
+
+    def cloud(self, i: int) -> dict[str, np.ndarray]:
+        """One cloud: ``{"points": [n, F], <field>: value, ...}``."""
+        return self.take([i]).cloud(0)
+
+    def __getitem__(self, key: int | slice):
+        if isinstance(key, slice):
+            if key.step not in (None, 1):
+                return self.take(np.arange(self.num_clouds)[key])
+            return self.read(key.start or 0, key.stop)
+        return self.cloud(int(key))
+
+    def iter_fragments(self) -> Iterator[Clouds]:
+        """Every committed fragment as :class:`Clouds`, in order."""
+        for frag in self._fragments:
+            yield frag.gather(np.arange(frag.info.num_clouds), self.cloud_features, self.point_features)
+
+    # -- splits ------------------------------------------------------------------------------------
+    @cached_property
+    def _split_indices(self) -> dict[str, np.ndarray]:
+        return split_indices(self.num_clouds, self.meta.splits)
+
+    def split_indices(self, name: str) -> np.ndarray:
+        """Sorted global indices of the clouds of split ``name``."""
+        if name not in self._split_indices:
+            raise KeyError(f"{self.path}: no split {name!r} (has {', '.join(self._split_indices)})")
+        return self._split_indices[name]
+
+    def split(self, name: str) -> Clouds:
+        """The clouds of split ``name``."""
+        return self.take(self.split_indices(name))
+
+    def _select(self, split: str | None) -> Clouds:
+        return self.read() if split is None else self.split(split)
+
+    # -- views --------------------------------------------------------------------------------------
+    def to_numpy(self, *, pad: int | None = None, split: str | None = None) -> Padded:
+        """Padded ``[B, N, F]`` points with a mask (N = ``pad`` or the longest cloud)."""
+        return self._select(split).padded(pad)
+
+    def to_awkward(self, *, split: str | None = None):
+        """An awkward array of ``{points: var * {features}, <fields>}`` records."""
+        return self._select(split).to_awkward()
+
+    def to_arrow(self, *, split: str | None = None):
+        """A ``pyarrow.Table`` with one LargeList column per point feature and the cloud fields."""
+        return self._select(split).to_arrow()
+
+    def iter_arrow_batches(self, batch_size: int = 65536, *, split: str | None = None):
+        """``pyarrow.RecordBatch`` es of at most ``batch_size`` clouds, streamed from the store."""
+        idx = np.arange(self.num_clouds) if split is None else self.split_indices(split)
+        for lo in range(0, len(idx), batch_size):
+            table = self.take(idx[lo : lo + batch_size]).to_arrow()
+            yield from table.to_batches()
+
+    def describe(self) -> dict:
+        """A JSON-ready summary: format, kind, counts, features, splits with sizes, statistics."""
+        from .splits import split_sizes
+
+        m = self.meta
+        sizes = split_sizes(self.num_clouds, m.splits)
+        counts = self.counts
+        return {
+            "path": str(self.path),
+            "format": m.format,
+            "version": m.version,
+            "kind": m.kind,
+            "coords": m.coords,
+            "status": m.status,
+            "num_clouds": self.num_clouds,
+            "num_points": self.num_points,
+            "points_per_cloud": {"mean": float(counts.mean()) if len(counts) else None,
+                                 "max": int(counts.max()) if len(counts) else None},
+            "point_features": [f.to_dict() for f in m.point_features],
+            "cloud_features": [f.to_dict() for f in m.cloud_features],
+            "splits": {"seed": m.splits.seed, "method": m.splits.method,
+                       **{n: {"fraction": f, "count": sizes[n]} for n, f in m.splits.fractions}},
+            "stats": {k: v.to_dict() for k, v in m.stats.items()},
+            "num_fragments": len(m.fragments),
+            "provenance": m.provenance.to_dict(),
+            "attrs": m.attrs,
+        }
+
+    # -- integrity -------------------------------------------------------------------------------
+    def verify(self) -> list[str]:
+        """Re-read every fragment and compare with its committed checksum and counts.
+
+        Returns:
+            One line per problem found; empty when the store is intact.
+        """
+        problems = []
+        for frag in self._fragments:
+            try:
+                clouds = frag.gather(np.arange(frag.info.num_clouds), self.cloud_features, self.point_features)
+            except Exception as err:  # damaged chunks surface as codec or zarr errors
+                problems.append(f"fragment {frag.info.id}: unreadable ({str(err).splitlines()[0]})")
+                continue
+            if len(clouds) != frag.info.num_clouds or clouds.num_points != frag.info.num_points:
+                problems.append(f"fragment {frag.info.id}: counts differ from the metadata")
+            elif content_checksum(clouds) != frag.info.checksum:
+                problems.append(f"fragment {frag.info.id}: checksum mismatch")
+        return problems
