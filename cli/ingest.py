@@ -11,9 +11,9 @@ from ._common import handle_errors
 
 app = typer.Typer(help="Convert input files into a point-cloud store (on a Dask cluster).", no_args_is_help=True)
 
-WORKERS = typer.Option(None, "--workers", "-w", help="Worker processes of a local Dask cluster [default: the machine's cores].")
+WORKERS = typer.Option(None, "--workers", "-w", help="Worker processes of a local Dask cluster (default: the machine's cores).")
 SCHEDULER = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler, e.g. tcp://host:8786.")
-ROWS = typer.Option(None, "--rows-per-fragment", help="Clouds per fragment [default: about 32 MB of input each].")
+ROWS = typer.Option(None, "--rows-per-fragment", help="Clouds per fragment (default: about 32 MB of input each).")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing store (only once the new one is complete).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 
@@ -28,7 +28,7 @@ def _report(store) -> None:
 def jetnet(
     files: List[Path] = typer.Argument(..., help="JetNet HDF5 files (particle_features, jet_features)."),
     out: Path = typer.Option(..., "--out", "-o", help="The store directory to write."),
-    label: Optional[str] = typer.Option(None, "--label", help="Jet class of all files (g, q, t, w, z) [default: from the file names]."),
+    label: Optional[str] = typer.Option(None, "--label", help="Jet class of all files (g, q, t, w, z) (default: from the file names)."),
     workers: Optional[int] = WORKERS,
     scheduler: Optional[str] = SCHEDULER,
     rows_per_fragment: Optional[int] = ROWS,

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from . import generate, ingest
+from . import catalog, download, generate, ingest
 from ._common import handle_errors
 
 app = typer.Typer(
@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(generate.app, name="generate")
+app.add_typer(catalog.app, name="catalog")
+app.command("download")(download.download)
 
 
 @app.command()
@@ -49,7 +51,7 @@ def export(
     store: Path = typer.Argument(..., help="The store directory."),
     fmt: ExportFormat = typer.Option(..., "--format", "-f", help="Output layout."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file."),
-    num_particles: Optional[int] = typer.Option(None, "--num-particles", "-P", help="jetnet-hdf5: particles per jet [default: the source's P]."),
+    num_particles: Optional[int] = typer.Option(None, "--num-particles", "-P", help="jetnet-hdf5: particles per jet (default: the source's P)."),
     split: Optional[str] = typer.Option(None, "--split", help="Export only this split (train, val, test)."),
 ) -> None:
     """Write a store out in another layout (so ingest then export gives the input back)."""

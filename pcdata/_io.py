@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "write_json_atomic", "file_sha256", "remove_tree", "temp_sibling"]
+__all__ = ["atomic_path", "write_json_atomic", "file_digest", "file_sha256", "remove_tree", "temp_sibling"]
 
 
 def temp_sibling(path: str | os.PathLike, tag: str = "tmp") -> Path:
@@ -47,13 +47,15 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
             os.fsync(f.fileno())
 
 
-def file_sha256(path: str | os.PathLike, block: int = 8 << 20) -> str:
-    """Hex sha256 of a file, read in blocks."""
-    h = hashlib.sha256()
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file (``sha256``, ``md5``, ...), read in blocks."""
     with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, lambda: hashlib.new(algorithm, usedforsecurity=False)).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file (what store provenance records)."""
+    return file_digest(path, "sha256")
 
 
 def remove_tree(path: str | os.PathLike) -> None:

@@ -20,6 +20,12 @@ __all__ = [
     "IngestError",
     "ClusterError",
     "ExportError",
+    "CatalogError",
+    "CatalogNotFoundError",
+    "CatalogFormatError",
+    "DatasetNotFoundError",
+    "DownloadError",
+    "ChecksumError",
 ]
 
 
@@ -65,3 +71,27 @@ class ClusterError(PcdataError, RuntimeError):
 
 class ExportError(PcdataError, ValueError):
     """A store cannot be written in the requested format."""
+
+
+class CatalogError(PcdataError):
+    """Base class of the errors about a dataset catalog."""
+
+
+class CatalogNotFoundError(CatalogError, FileNotFoundError):
+    """The catalog file does not exist."""
+
+
+class CatalogFormatError(CatalogError, ValueError):
+    """The catalog file is not valid YAML or breaks the catalog schema (the message names the field)."""
+
+
+class DatasetNotFoundError(CatalogError, LookupError):
+    """No dataset of that name is in the catalog (the message lists the closest names)."""
+
+
+class DownloadError(PcdataError, OSError):
+    """A file could not be fetched: the server refused, the connection broke, or sizes disagree."""
+
+
+class ChecksumError(DownloadError):
+    """A fetched or existing file does not have the size or MD5 the catalog records."""

@@ -115,6 +115,32 @@ def _progress(enabled: bool):
     )
 
 
+def _running_keys(prefix: str, dask_worker=None) -> list[str]:
+    """Keys of this run's tasks that a worker is still executing (runs on the workers)."""
+    state = dask_worker.state
+    return [str(ts.key) for ts in (*state.executing, *state.long_running) if str(ts.key).startswith(prefix)]
+
+
+def _stop(client, futures: list, prefix: str, timeout: float = 120.0) -> None:
+    """Cancel this run's tasks and wait until no worker is still executing one of them.
+
+    Cancelling does not interrupt a task that already runs; removing the store while one still
+    writes would let it recreate directories there. So wait for the workers to go quiet.
+    """
+    import time
+
+    client.cancel(futures)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            busy = client.run(_running_keys, prefix)
+        except Exception:  # a worker died meanwhile: ask again
+            busy = {"?": ["?"]}
+        if not any(busy.values()):
+            return
+        time.sleep(0.05)
+
+
 def run_ingest(
     source: Source,
     out: str | os.PathLike,
@@ -149,11 +175,11 @@ def run_ingest(
         builder = prepare_store(out, template, overwrite=overwrite)
         todo = [p for p in parts if p.fragment not in builder.committed]
         task = WriteFragment(str(builder.path), source, chunks)
-        run = uuid.uuid4().hex[:8]
+        run = f"pcdata-{uuid.uuid4().hex[:8]}-"
         futures, sums = [], []
         try:
-            futures = client.map(task, todo, key=[f"pcdata-{p.fragment}-{run}" for p in todo])
-            sums = [client.submit(file_sha256, os.path.abspath(f.path), key=f"pcdata-sha256-{i}-{run}")
+            futures = client.map(task, todo, key=[f"{run}{p.fragment}" for p in todo])
+            sums = [client.submit(file_sha256, os.path.abspath(f.path), key=f"{run}sha256-{i}")
                     for i, f in enumerate(source.files)]
             done_clouds = builder.meta.num_clouds
             with _progress(progress) as bar:
@@ -168,7 +194,7 @@ def run_ingest(
             checksums = client.gather(sums)
             return builder.finish(provenance=_provenance(source, checksums, command))
         except SourceError:
-            client.cancel(futures + sums)
+            _stop(client, futures + sums, run)
             builder.abort()
             raise
         except PcdataError:

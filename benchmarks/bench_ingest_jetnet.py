@@ -1,0 +1,103 @@
+"""Benchmark: JetNet ingest throughput against just reading the same arrays with h5py.
+
+A JetNet150-sized file (178k jets x 150 particles, like t150.hdf5) is made from Pythia 8 top jets:
+``--base-jets`` jets are generated with ``pcdata generate jets`` and repeated to the full size
+(repeats are thousands of jets apart, farther than a compression chunk, so they do not flatter the
+compressor). The limit is the time to read both datasets into memory with h5py, from a warm page
+cache; ingest is timed on a running LocalCluster with 1 and 2 worker processes (cluster start-up
+reported apart), best of ``--repeat`` runs.
+
+    python benchmarks/bench_ingest_jetnet.py [--jets 177945] [--base-jets 4000] [--workdir bench-data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+
+def make_input(workdir: Path, jets: int, base_jets: int) -> Path:
+    from pcdata.generate.jets import generate_jets
+    from pcdata.sources.jetnet import JetNetWriter
+
+    big = workdir / f"t150-{jets}.hdf5"
+    if big.exists():
+        return big
+    base = workdir / f"t150-base-{base_jets}.hdf5"
+    if not base.exists():
+        generate_jets(base, process="top", num_jets=base_jets, num_particles=150, seed=7, workers=2)
+    with h5py.File(base) as f:
+        pf, jf = f["particle_features"][:], f["jet_features"][:]
+    with JetNetWriter(big, n_jets=jets, num_particles=150) as w:
+        for start in range(0, jets, len(pf)):
+            n = min(len(pf), jets - start)
+            w.write(start, pf[:n], jf[:n])
+    return big
+
+
+def h5py_read(path: Path) -> float:
+    t = time.perf_counter()
+    with h5py.File(path) as f:
+        pf = f["particle_features"][:]
+        jf = f["jet_features"][:]
+    dt = time.perf_counter() - t
+    assert pf.shape[0] == jf.shape[0]
+    return dt
+
+
+def ingest_once(path: Path, out: Path, scheduler: str) -> float:
+    from pcdata.ingest import ingest_jetnet
+
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.perf_counter()
+    ingest_jetnet([path], out, scheduler=scheduler, progress=False)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jets", type=int, default=177_945)
+    ap.add_argument("--base-jets", type=int, default=4000)
+    ap.add_argument("--workdir", type=Path, default=Path("bench-data"))
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+
+    from distributed import Client, LocalCluster
+
+    from pcdata import open_store
+
+    path = make_input(args.workdir, args.jets, args.base_jets)
+    size_mb = os.path.getsize(path) / 1e6
+    with h5py.File(path) as f:
+        n_jets = f["jet_features"].shape[0]
+        n_real = int(sum(f["particle_features"][i : i + 20000, :, 3].sum() for i in range(0, n_jets, 20000)))
+    limit = min(h5py_read(path) for _ in range(args.repeat + 1))  # first read warms the page cache
+    print(f"input: {path} {n_jets:,} jets x 150 particles, {n_real:,} real particles, {size_mb:,.0f} MB; {os.cpu_count()} cores")
+    print(f"{'what':<32}{'seconds':>9}{'jets/s':>12}{'MB/s':>9}{'vs h5py':>9}")
+    print(f"{'h5py read (the limit)':<32}{limit:>9.2f}{n_jets / limit:>12,.0f}{size_mb / limit:>9.0f}{1.0:>9.2f}")
+    for workers in (1, 2):
+        t0 = time.perf_counter()
+        with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None,
+                          silence_logs=logging.ERROR) as cluster, Client(cluster):
+            startup = time.perf_counter() - t0
+            out = args.workdir / f"store-{workers}w"
+            best = min(ingest_once(path, out, cluster.scheduler_address) for _ in range(args.repeat))
+        store = open_store(out)
+        assert store.num_clouds == n_jets and store.num_points == n_real
+        label = f"ingest, {workers} worker{'s' if workers > 1 else ''}"
+        print(f"{label:<32}{best:>9.2f}{n_jets / best:>12,.0f}{size_mb / best:>9.0f}{limit / best:>9.2f}"
+              f"   (+{startup:.1f} s cluster start)")
+    stored = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
+    print(f"store on disk: {stored:,.0f} MB ({size_mb / stored:.1f}x smaller than the HDF5 input)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Fixtures shared across the suite: a real Dask cluster, input files, CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import make_jetnet_file
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """A real LocalCluster (2 single-threaded worker processes), shared by the session."""
+    import logging
+
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.ERROR)
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def scheduler(dask_cluster) -> str:
+    return dask_cluster.scheduler_address
+
+
+@pytest.fixture(scope="session")
+def jetnet_files(tmp_path_factory) -> list[Path]:
+    """Two small JetNet-layout files named so that their class is known (t and q)."""
+    d = tmp_path_factory.mktemp("jetnet")
+    return [make_jetnet_file(d / "t.hdf5", 3000, 30, seed=1), make_jetnet_file(d / "q.hdf5", 1000, 30, seed=2)]
+
+
+def run_cli(*args: str, timeout: float = 300, check: bool = False, **kw) -> subprocess.CompletedProcess:
+    """Run a console command (``pcdata ...``) as a real subprocess of this interpreter."""
+    prog, *rest = args
+    cmd = [sys.executable, "-m", f"cli.{prog}", *rest]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "200"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=kw.pop("cwd", REPO), env=env, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,103 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pcdata import open_store
+from pcdata.errors import NotAStoreError, StoreFormatError, StoreIncompleteError, StoreNotFoundError
+from pcdata.store.writer import prepare_store, write_fragment
+from tests.store.conftest import template
+
+
+def test_counts_features_and_reads(store_path, clouds):
+    s = open_store(store_path)
+    assert (s.num_clouds, s.num_points) == (len(clouds), clouds.num_points)
+    assert s.point_features == ("x", "y", "z") and s.cloud_features == ("pt", "n")
+    np.testing.assert_array_equal(s.offsets, clouds.offsets)
+    one = s[1234]
+    np.testing.assert_array_equal(one["points"], clouds.cloud(1234)["points"])
+    assert one["n"] == clouds.fields["n"][1234]
+    assert s[650:760].equals(clouds.slice(650, 760))  # spans two fragments
+    idx = np.array([1999, 3, 3, 700, 0])
+    assert s.take(idx).equals(clouds.take(idx))
+
+
+def test_views_agree_with_numpy(store_path):
+    import awkward as ak
+
+    s = open_store(store_path)
+    padded = s.to_numpy()
+    arr = s.to_awkward()
+    table = s.to_arrow()
+    counts = padded.mask.sum(1)
+    assert ak.to_list(ak.num(arr.points, axis=1)) == counts.tolist()
+    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(arr.points.z)), padded.points[..., 2][padded.mask])
+    np.testing.assert_array_equal(np.concatenate(table.column("y").to_pylist()).astype(np.float32),
+                                  padded.points[..., 1][padded.mask])
+    batches = list(s.iter_arrow_batches(300, split="val"))
+    assert sum(b.num_rows for b in batches) == len(s.split_indices("val"))
+
+
+def test_splits_are_disjoint_and_cover_the_store(store_path):
+    s = open_store(store_path)
+    sets = [set(s.split_indices(n).tolist()) for n in ("train", "val", "test")]
+    assert sum(map(len, sets)) == s.num_clouds and not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    assert s.split("test").equals(s.take(s.split_indices("test")))
+    with pytest.raises(KeyError, match="no split 'dev'"):
+        s.split_indices("dev")
+
+
+def test_reads_only_the_chunks_it_needs(store_path, clouds):
+    # Damage every points chunk of fragment 1 except the one holding cloud i: reading that cloud
+    # still works, so no other chunk was read; a full read of the fragment fails.
+    local = clouds.offsets[700:1401] - clouds.offsets[700]
+    i = next(k for k in range(700, 1400)
+             if local[k - 700 + 1] > local[k - 700] and local[k - 700] // 500 == (local[k - 700 + 1] - 1) // 500)
+    keep = int(local[i - 700] // 500)
+    chunk_dir = store_path / "fragments" / "f000001" / "points" / "c"
+    damaged = 0
+    for f in chunk_dir.rglob("*"):
+        if f.is_file() and f.relative_to(chunk_dir).parts[0] != str(keep):
+            f.write_bytes(b"garbage")
+            damaged += 1
+    assert damaged > 3
+    s = open_store(store_path)
+    np.testing.assert_array_equal(s[i]["points"], clouds.cloud(i)["points"])
+    assert s.read(0, 700).equals(clouds.slice(0, 700))
+    problems = s.verify()
+    assert problems and problems[0].startswith("fragment f000001: unreadable")
+
+
+def test_verify_detects_changed_data(store_path):
+    import zarr
+
+    s = open_store(store_path)
+    assert s.verify() == []
+    arr = zarr.open_array(str(store_path / "fragments" / "f000002"), path="points", mode="r+")
+    arr[3] = arr[3] + 1
+    assert open_store(store_path).verify() == ["fragment f000002: checksum mismatch"]
+
+
+def test_open_errors_are_clear(tmp_path, store_path):
+    with pytest.raises(StoreNotFoundError, match="no such store"):
+        open_store(tmp_path / "nope")
+    with pytest.raises(NotAStoreError, match="not a pcdata store"):
+        open_store(tmp_path)
+    doc = json.loads((store_path / "zarr.json").read_text())
+    doc["attributes"]["pcdata"]["version"] = 99
+    (store_path / "zarr.json").write_text(json.dumps(doc))
+    with pytest.raises(StoreFormatError, match="version 99 is not supported"):
+        open_store(store_path)
+
+
+def test_incomplete_store_shows_only_committed_fragments(tmp_path, clouds):
+    path = tmp_path / "s"
+    t = template().__class__(**{**template().__dict__, "expected_fragments": 2})
+    b = prepare_store(path, t)
+    b.commit(write_fragment(path, "f000000", clouds.slice(0, 100)))
+    write_fragment(path, "f000001", clouds.slice(100, 200))  # not committed
+    with pytest.raises(StoreIncompleteError, match="1 of 2 fragments committed"):
+        open_store(path)
+    s = open_store(path, allow_incomplete=True)
+    assert s.num_clouds == 100 and s.read().equals(clouds.slice(0, 100))
