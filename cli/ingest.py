@@ -41,3 +41,29 @@ def jetnet(
     store = ingest_jetnet(files, out, label=label, workers=workers, scheduler=scheduler,
                           rows_per_fragment=rows_per_fragment, overwrite=overwrite, progress=not quiet)
     _report(store)
+
+
+@app.command("root")
+@handle_errors
+def root(
+    files: List[Path] = typer.Argument(..., help="ROOT files holding the same tree."),
+    out: Path = typer.Option(..., "--out", "-o", help="The store directory to write."),
+    tree: Optional[str] = typer.Option(None, "--tree", "-t", help="TTree name."),
+    collection: Optional[str] = typer.Option(None, "--collection", help="Per-event collection X (reads nX, X_<feature>)."),
+    features: Optional[str] = typer.Option(None, "--features", help="Comma-separated features of the collection, e.g. pt,eta,phi."),
+    event_fields: Optional[str] = typer.Option(None, "--event-fields", help="Comma-separated per-event branches kept as cloud fields."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="YAML file with the branch mapping."),
+    workers: Optional[int] = WORKERS,
+    scheduler: Optional[str] = SCHEDULER,
+    rows_per_fragment: Optional[int] = ROWS,
+    overwrite: bool = OVERWRITE,
+    quiet: bool = QUIET,
+) -> None:
+    """Ingest ROOT trees: per-jet trees (JetClass branches) or per-event collections (NanoAOD style)."""
+    from pcdata.ingest import ingest_root
+
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
+    store = ingest_root(files, out, tree=tree, collection=collection, features=split(features),
+                        event_fields=split(event_fields) or (), mapping=mapping, workers=workers, scheduler=scheduler,
+                        rows_per_fragment=rows_per_fragment, overwrite=overwrite, progress=not quiet)
+    _report(store)

@@ -24,6 +24,10 @@ __all__ = [
     "CatalogNotFoundError",
     "CatalogFormatError",
     "DatasetNotFoundError",
+    "EntryNotFoundError",
+    "EntryExistsError",
+    "StoreNotAllowedError",
+    "InvalidReferenceError",
     "DownloadError",
     "ChecksumError",
 ]
@@ -87,6 +91,22 @@ class CatalogFormatError(CatalogError, ValueError):
 
 class DatasetNotFoundError(CatalogError, LookupError):
     """No dataset of that name is in the catalog (the message lists the closest names)."""
+
+
+class EntryNotFoundError(CatalogError, LookupError):
+    """No entry of that name (or that version) in the shared catalog (the message lists what there is)."""
+
+
+class EntryExistsError(CatalogError, FileExistsError):
+    """The requested version of a name is taken in the shared catalog (versions are never reused)."""
+
+
+class StoreNotAllowedError(CatalogError, PermissionError):
+    """The store lies outside the allowed roots of the shared catalog's ``catalog.yaml``."""
+
+
+class InvalidReferenceError(CatalogError, ValueError):
+    """A catalog name or ``name@version`` reference is malformed."""
 
 
 class DownloadError(PcdataError, OSError):

@@ -48,3 +48,13 @@ def run_cli(*args: str, timeout: float = 300, check: bool = False, **kw) -> subp
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def pythia_top150(tmp_path_factory) -> Path:
+    """Real Pythia 8 + FastJet top jets (P = 150, so no jet is truncated) in the JetNet layout."""
+    from pcdata.generate.jets import generate_jets
+
+    path = tmp_path_factory.mktemp("pythia") / "t150.hdf5"
+    generate_jets(path, process="top", num_jets=300, num_particles=150, seed=3, workers=1, progress=False)
+    return path

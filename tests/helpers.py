@@ -38,3 +38,48 @@ def make_jetnet_file(path: str | Path, n_jets: int, num_particles: int = 30, see
     pf, jf = synthetic_jetnet_arrays(n_jets, num_particles, seed)
     write_jetnet_hdf5(path, pf, jf)
     return Path(path)
+
+
+def jetclass_arrays(pf: np.ndarray, jf: np.ndarray, seed: int = 0, labels: int = 3) -> dict:
+    """JetClass-layout branches (absolute four-vectors, massless constituents) from JetNet arrays.
+
+    The jet axis is (jet pt, jet eta, a random phi); each jet gets a one-hot ``label_*``.
+    """
+    import awkward as ak
+
+    from pcdata.geometry.jets import energy_from_mass, ptetaphim_to_pxpypze, to_absolute
+
+    rng = np.random.default_rng(seed)
+    mask = pf[..., 3] == 1
+    jet_phi = rng.uniform(-np.pi, np.pi, len(jf))
+    pt, eta, phi = to_absolute(pf[..., 0].astype(np.float64), pf[..., 1].astype(np.float64), pf[..., 2].astype(np.float64),
+                               jf[:, 0].astype(np.float64), jf[:, 1].astype(np.float64), jet_phi, mask=mask)
+    px, py, pz, e = ptetaphim_to_pxpypze(pt, eta, phi, np.zeros_like(pt), mask=mask)
+    counts = mask.sum(1)
+    jag = lambda a: ak.unflatten(a[mask].astype(np.float32), counts)  # noqa: E731
+    cls = rng.integers(0, labels, len(jf))
+    out = {
+        "part_px": jag(px), "part_py": jag(py), "part_pz": jag(pz), "part_energy": jag(e),
+        "jet_pt": jf[:, 0].astype(np.float32), "jet_eta": jf[:, 1].astype(np.float32),
+        "jet_phi": jet_phi.astype(np.float32),
+        "jet_energy": energy_from_mass(jf[:, 0].astype(np.float64), jf[:, 1].astype(np.float64), jf[:, 2].astype(np.float64)).astype(np.float32),
+        "jet_nparticles": counts.astype(np.float32),
+    }
+    for k in range(labels):
+        out[f"label_{'QCD Tbqq Wqq'.split()[k] if k < 3 else k}"] = (cls == k)
+    return out
+
+
+def write_root(path: str | Path, tree: str, branches: dict, *, baskets: int = 1) -> Path:
+    """Write a TTree with uproot (jagged branches get uproot's counter branch ``n<name>``), in
+    ``baskets`` extend calls so that the file has several baskets per branch."""
+    import awkward as ak
+    import uproot
+
+    n = len(next(iter(branches.values())))
+    with uproot.recreate(path) as f:
+        # mktree: a plain ``f[name] = dict`` writes an RNTuple in uproot >= 5.6, not a TTree.
+        t = f.mktree(tree, {k: (v.type if isinstance(v, ak.Array) else v.dtype) for k, v in branches.items()})
+        for lo in range(0, n, -(-n // baskets)):
+            t.extend({k: v[lo : lo + -(-n // baskets)] for k, v in branches.items()})
+    return Path(path)

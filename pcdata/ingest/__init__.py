@@ -3,5 +3,6 @@
 from .cluster import dask_client
 from .jetnet import ingest_jetnet
 from .pipeline import run_ingest
+from .root import ingest_root
 
-__all__ = ["dask_client", "ingest_jetnet", "run_ingest"]
+__all__ = ["dask_client", "ingest_jetnet", "ingest_root", "run_ingest"]

@@ -27,15 +27,21 @@ def open_store(path: str | os.PathLike, *, allow_incomplete: bool = False) -> "S
     """Open a point-cloud store for reading.
 
     Args:
-        path: the store directory.
+        path: the store directory, or a shared-catalog reference ``name`` / ``name@version``
+            looked up in ``$PCDATA_CATALOG`` when no such path exists.
         allow_incomplete: also open an interrupted ingest; only its committed fragments are visible.
 
     Raises:
         StoreNotFoundError: nothing at ``path``.
+        EntryNotFoundError: ``path`` is a catalog reference the catalog does not hold.
         NotAStoreError: ``path`` holds no pcdata store.
         StoreFormatError: unknown format or version, or invalid metadata.
         StoreIncompleteError: an interrupted ingest (unless ``allow_incomplete``).
     """
+    if not os.path.exists(path):
+        from ..catalog.shared import resolve_reference  # lazy: only a missing path can be a catalog name
+
+        path = resolve_reference(path)
     p = Path(path)
     if not p.exists():
         raise StoreNotFoundError(f"{path}: no such store")

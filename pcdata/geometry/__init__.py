@@ -1,0 +1,1 @@
+"""Coordinates and detector geometry: relative hadronic jet coordinates, calorimeter binnings."""
