@@ -22,6 +22,7 @@ import numpy as np
 
 from .._io import atomic_path
 from ..clouds import Clouds
+from ._hdf5 import open_hdf5
 from ..errors import SourceError
 from ..geometry.calo import GEOMETRY_NAMES, CaloGeometry, get_geometry
 from ..geometry.voxels import voxels_to_clouds
@@ -56,30 +57,6 @@ class CaloChallengeFile:
     size: int
 
 
-def _open_h5(path: str):
-    import h5py
-
-    p = Path(path)
-    if not p.exists():
-        raise SourceError(f"{path}: no such file")
-    if p.is_dir():
-        raise SourceError(f"{path}: is a directory, expected an HDF5 file")
-    if p.stat().st_size == 0:
-        raise SourceError(f"{path}: empty file (0 bytes)")
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        # h5py's message carries the HDF5 reason, e.g. "truncated file: eof = ..." or
-        # "file signature not found"; keep it so the user knows which of the two it is.
-        reason = str(err).split(" (")[0].strip()
-        detail = str(err)
-        if "truncated file" in detail:
-            reason = "truncated file: " + detail.split("truncated file:")[1].split(")")[0].strip()
-        elif "signature not found" in detail:
-            reason = "file signature not found"
-        raise SourceError(f"{path}: not a readable HDF5 file ({reason})") from err
-
-
 def _matching_geometries(n_voxels: int) -> str:
     names = [n for n in GEOMETRY_NAMES if get_geometry(n).n_voxels == n_voxels]
     return f" (matches {', '.join(names)})" if names else ""
@@ -99,7 +76,7 @@ def inspect_calochallenge_file(path: str | os.PathLike, geometry: CaloGeometry |
     """
     path = str(path)
     geo = get_geometry(geometry)
-    with _open_h5(path) as f:
+    with open_hdf5(path) as f:
         for key in _KEYS:
             if key not in f:
                 raise SourceError(f"{path}: missing dataset {key!r} (found: {', '.join(sorted(f.keys())) or 'none'})")
@@ -149,7 +126,7 @@ def read_calochallenge_block(
     start, stop = max(0, int(start)), min(int(stop), file.n_showers)
     stop = max(stop, start)
     try:
-        with _open_h5(path) as f:
+        with open_hdf5(path) as f:
             inc = f["incident_energies"][start:stop]
             showers = f["showers"][start:stop]
     except SourceError:

@@ -24,6 +24,7 @@ import numpy as np
 
 from .._io import atomic_path
 from ..clouds import Clouds
+from ._hdf5 import open_hdf5
 from ..errors import SourceError
 
 __all__ = [
@@ -76,23 +77,6 @@ class JetNetFile:
     size: int
 
 
-def _open_h5(path: str):
-    import h5py
-
-    p = Path(path)
-    if not p.exists():
-        raise SourceError(f"{path}: no such file")
-    if p.is_dir():
-        raise SourceError(f"{path}: is a directory, expected an HDF5 file")
-    if p.stat().st_size == 0:
-        raise SourceError(f"{path}: empty file (0 bytes)")
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        reason = str(err).split(" (")[0]
-        raise SourceError(f"{path}: not a readable HDF5 file ({reason})") from err
-
-
 def inspect_jetnet_file(path: str | os.PathLike, label: int | None = None) -> JetNetFile:
     """Check a file's keys and shapes (not its values) and describe it.
 
@@ -100,7 +84,7 @@ def inspect_jetnet_file(path: str | os.PathLike, label: int | None = None) -> Je
         SourceError: missing file or key, not HDF5, wrong shape, no class.
     """
     path = str(path)
-    with _open_h5(path) as f:
+    with open_hdf5(path) as f:
         for key in ("particle_features", "jet_features"):
             if key not in f:
                 raise SourceError(f"{path}: missing dataset {key!r} (found: {', '.join(sorted(f.keys())) or 'none'})")
@@ -142,7 +126,7 @@ def read_jetnet_block(file: JetNetFile, start: int, stop: int) -> Clouds:
     """
     path = file.path
     try:
-        with _open_h5(path) as f:
+        with open_hdf5(path) as f:
             pf = np.asarray(f["particle_features"][start:stop], dtype=np.float32)
             jf = np.asarray(f["jet_features"][start:stop], dtype=np.float32)
     except SourceError:
