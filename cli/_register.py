@@ -44,5 +44,6 @@ def register_store(path: Path, name: Optional[str], catalog: Optional[Path]) -> 
         return
     from pcdata.catalog import open_catalog
 
-    entry = open_catalog(catalog).add(name, path)
-    typer.echo(f"registered {entry.ref} in {Path(entry.path).parent if False else open_catalog(catalog).root}")
+    shared = open_catalog(catalog)
+    entry = shared.add(name, path)
+    typer.echo(f"registered {entry.ref} in catalog {shared.root}")

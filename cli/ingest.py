@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from ._common import handle_errors
+from ._register import CATALOG, REGISTER, check_registration, register_store
 
 app = typer.Typer(help="Convert input files into a point-cloud store (on a Dask cluster).", no_args_is_help=True)
 
@@ -34,13 +35,17 @@ def jetnet(
     rows_per_fragment: Optional[int] = ROWS,
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
+    register: Optional[str] = REGISTER,
+    catalog: Optional[Path] = CATALOG,
 ) -> None:
     """Ingest JetNet HDF5 files: real particles (mask 1) become clouds in relative coordinates."""
     from pcdata.ingest import ingest_jetnet
 
+    check_registration(register, catalog, out)
     store = ingest_jetnet(files, out, label=label, workers=workers, scheduler=scheduler,
                           rows_per_fragment=rows_per_fragment, overwrite=overwrite, progress=not quiet)
     _report(store)
+    register_store(store.path, register, catalog)
 
 
 @app.command("root")
@@ -67,3 +72,33 @@ def root(
                         event_fields=split(event_fields) or (), mapping=mapping, workers=workers, scheduler=scheduler,
                         rows_per_fragment=rows_per_fragment, overwrite=overwrite, progress=not quiet)
     _report(store)
+
+
+@app.command("calochallenge")
+@handle_errors
+def calochallenge(
+    files: List[Path] = typer.Argument(..., help="CaloChallenge HDF5 files (incident_energies [N, 1], showers [N, n_voxels])."),
+    geometry: str = typer.Option(..., "--geometry", "-g", metavar="{ds1-photons,ds1-pions,ds2,ds3}",
+                                 help="Calorimeter binning of the files: ds1-photons, ds1-pions, ds2 or ds3."),
+    out: Path = typer.Option(..., "--out", "-o", help="The store directory to write."),
+    workers: Optional[int] = WORKERS,
+    scheduler: Optional[str] = SCHEDULER,
+    gpu: bool = typer.Option(False, "--gpu", help="Convert on CUDA GPUs (dask-cuda LocalCUDACluster, torch); same store as on CPUs."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", metavar="MEV", help="Drop hits below this energy in MeV (default: keep every non-zero voxel)."),
+    rows_per_fragment: Optional[int] = typer.Option(None, "--rows-per-fragment", help="Showers per fragment (default: about 64 MiB of voxels each)."),
+    overwrite: bool = OVERWRITE,
+    quiet: bool = QUIET,
+    register: Optional[str] = REGISTER,
+    catalog: Optional[Path] = CATALOG,
+) -> None:
+    """Ingest CaloChallenge showers: each non-zero voxel becomes a hit (layer, alpha_bin, r_bin, energy)."""
+    from pcdata.ingest import ingest_calochallenge
+
+    # A plain string checked by the library, not a click Choice: a wrong name is one line on
+    # stderr and exit 2 like every other input error.
+    check_registration(register, catalog, out)
+    store = ingest_calochallenge(files, out, geometry=geometry, workers=workers, scheduler=scheduler, gpu=gpu,
+                                 threshold=threshold, rows_per_fragment=rows_per_fragment, overwrite=overwrite,
+                                 progress=not quiet)
+    _report(store)
+    register_store(store.path, register, catalog)

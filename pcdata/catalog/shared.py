@@ -138,6 +138,17 @@ def _temp_file(directory: Path, text: str) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def _publish(tmp: Path, final: Path) -> bool:
+    """Give the complete file ``tmp`` the name ``final`` unless that name exists; True if it did."""
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        # Over NFS a link whose reply was lost is retried by the client and then fails with
+        # EEXIST although it worked; the link count of our own file tells (see open(2), O_EXCL).
+        return os.stat(tmp).st_nlink == 2
+    return True
+
+
 @dataclass(frozen=True)
 class CatalogScan:
     """What a scan of the catalog found.
@@ -212,9 +223,7 @@ class SharedCatalog:
             if replace:
                 os.replace(tmp, self.config_path)
             else:
-                # First add from several hosts at once: one config wins, the others read it.
-                with contextlib.suppress(FileExistsError):
-                    os.link(tmp, self.config_path)
+                _publish(tmp, self.config_path)  # first adds from several hosts: one config wins
 
     # -- reading -------------------------------------------------------------------------------
     def _name_dir(self, name: str) -> Path:
@@ -238,7 +247,9 @@ class SharedCatalog:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise
-        except (OSError, ValueError) as err:
+        except OSError as err:  # e.g. a file its writer made unreadable to the group
+            raise CatalogFormatError(f"catalog {path}: unreadable ({err.strerror})") from err
+        except ValueError as err:
             raise CatalogFormatError(f"catalog {path}: not valid JSON ({err})") from err
         entry = CatalogEntry.from_dict(doc, source=str(path))
         if (entry.name, entry.version) != (name, version):
@@ -313,7 +324,9 @@ class SharedCatalog:
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         if close:
             return f"did you mean {', '.join(close)}?"
-        return f"known: {', '.join(names)}" if names else "the catalog is empty"
+        if not names:
+            return "the catalog is empty"
+        return f"known: {', '.join(names[:10])}{', ...' if len(names) > 10 else ''}"
 
     def resolve(self, ref: str) -> Path:
         """The store path of ``name`` or ``name@version``."""
@@ -374,11 +387,9 @@ class SharedCatalog:
             v = version if version is not None else max(self._version_files(name), default=0) + 1
             entry = CatalogEntry.from_store(name, v, str(path), meta, user=user, host=host, when=when)
             with _temp_file(directory, json.dumps(entry.to_dict(), indent=1) + "\n") as tmp:
-                try:
-                    os.link(tmp, directory / f"{v}.json")
-                except FileExistsError:
+                if not _publish(tmp, directory / f"{v}.json"):
                     if version is not None:
-                        raise EntryExistsError(f"catalog {self.root}: {name}@{version} exists") from None
+                        raise EntryExistsError(f"catalog {self.root}: {name}@{version} exists")
                     continue  # another writer took v: try the next one
             _fsync_dir(directory)
             return entry

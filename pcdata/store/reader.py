@@ -229,6 +229,42 @@ class Store:
             return self.read(key.start or 0, key.stop)
         return self.cloud(int(key))
 
+    # -- chunk-aligned access for streaming loaders ------------------------------------------------
+    def chunk_starts(self) -> np.ndarray:
+        """Sorted global indices of the clouds that open a fragment or begin in a new points chunk.
+
+        Consecutive clouds between two of these lie in one chunk (plus the tail of the last
+        cloud, which may run into the next chunk), so reading them is one contiguous read.
+        """
+        parts = []
+        for frag, lo in zip(self._fragments, self._starts[:-1]):
+            if frag.info.num_clouds == 0:
+                continue
+            rows = frag.points.chunks[0] if frag.info.num_points else 1
+            chunk = frag.offsets[:-1] // rows
+            first = np.concatenate([[0], np.flatnonzero(np.diff(chunk)) + 1])
+            parts.append(first + lo)
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    def read_points(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of the concatenation of all fragments' points, float32 ``[n, F]``.
+
+        One contiguous slice per fragment touched (the loaders read chunk-aligned blocks this way,
+        without the index bookkeeping of :meth:`take`).
+        """
+        start, stop = max(0, int(start)), min(int(stop), self.num_points)
+        if stop <= start:
+            return np.zeros((0, len(self.point_features)), dtype=np.float32)
+        bases = np.concatenate([[0], np.cumsum([f.info.num_points for f in self._fragments])])
+        parts = []
+        for k in range(np.searchsorted(bases, start, side="right") - 1, len(self._fragments)):
+            lo, hi = bases[k], bases[k + 1]
+            if lo >= stop:
+                break
+            if hi > start:
+                parts.append(self._fragments[k].read_points(max(start, lo) - lo, min(stop, hi) - lo))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
     def iter_fragments(self) -> Iterator[Clouds]:
         """Every committed fragment as :class:`Clouds`, in order."""
         for frag in self._fragments:
