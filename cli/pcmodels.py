@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from .train import sample_cmd, train_cmd
+
 app = typer.Typer(help="Generative models of point clouds, trained from pcdata stores.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 
@@ -15,6 +17,10 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
         typer.echo(__version__)
         raise typer.Exit()
+
+
+app.command("train")(train_cmd)
+app.command("sample")(sample_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,20 @@
+"""Errors raised by pcmodels: children of :class:`pcdata.errors.PcdataError`, so the CLIs treat
+them alike (one line on stderr, exit code 2)."""
+
+from __future__ import annotations
+
+from pcdata.errors import PcdataError
+
+__all__ = ["PcmodelsError", "ConfigError", "RunError"]
+
+
+class PcmodelsError(PcdataError):
+    """Base class of the errors pcmodels raises on purpose."""
+
+
+class ConfigError(PcmodelsError, ValueError):
+    """A training configuration or option is invalid."""
+
+
+class RunError(PcmodelsError, RuntimeError):
+    """A run directory is missing, incomplete or belongs to another configuration."""

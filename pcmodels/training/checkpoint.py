@@ -1,0 +1,93 @@
+"""Checkpoints in a safe format: tensors in safetensors, everything else in JSON. Nothing is
+unpickled when a run is loaded, so a checkpoint from elsewhere cannot run code.
+
+``RUN/checkpoints/step-000200/{tensors.safetensors, meta.json}`` is written into a temporary
+directory and renamed into place; ``RUN/checkpoints/last.json`` then points at it (atomic replace),
+so an interruption at any moment leaves the previous checkpoint usable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pcdata._io import remove_tree, temp_sibling, write_json_atomic
+
+from ..errors import RunError
+
+__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "flatten_optimizer", "unflatten_optimizer"]
+
+
+def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer ``state_dict`` as flat named tensors plus JSON-able rest."""
+    tensors, scalars = {}, {}
+    for idx, entry in state["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{idx}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = value
+    for name, value in meta["scalars"].items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(run: Path, step: int, tensors: dict[str, torch.Tensor], meta: dict, *, keep: int = 2) -> Path:
+    from safetensors.torch import save_file
+
+    root = Path(run) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:07d}"
+    tmp = temp_sibling(final)
+    tmp.mkdir()
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "tensors.safetensors"))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        remove_tree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    write_json_atomic(root / "last.json", {"step": step, "path": final.name})
+    # Only after the pointer moved: older checkpoints beyond the newest ``keep`` can go.
+    for old in sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.startswith("."))[:-keep]:
+        remove_tree(old)
+    return final
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    pointer = Path(run) / "checkpoints" / "last.json"
+    if not pointer.exists():
+        return None
+    try:
+        name = json.loads(pointer.read_text())["path"]
+    except (ValueError, KeyError) as err:
+        raise RunError(f"{pointer}: unreadable checkpoint pointer ({err})") from err
+    path = pointer.parent / name
+    if not (path / "tensors.safetensors").exists():
+        raise RunError(f"{pointer}: points at {name}, which is missing")
+    return path
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors (safetensors, no pickle) and the JSON metadata of one checkpoint directory."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path / "tensors.safetensors")), json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError) as err:
+        raise RunError(f"{path}: damaged checkpoint ({err})") from err
