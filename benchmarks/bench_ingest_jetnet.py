@@ -57,7 +57,7 @@ def ingest_once(path: Path, out: Path, scheduler: str) -> float:
 
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
-    ingest_jetnet([path], out, scheduler=scheduler, progress=False)
+    ingest_jetnet([path], out, label="t", scheduler=scheduler, progress=False)
     return time.perf_counter() - t
 
 

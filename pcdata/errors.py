@@ -20,6 +20,7 @@ __all__ = [
     "IngestError",
     "ClusterError",
     "ExportError",
+    "GenerateError",
     "CatalogError",
     "CatalogNotFoundError",
     "CatalogFormatError",
@@ -115,3 +116,7 @@ class DownloadError(PcdataError, OSError):
 
 class ChecksumError(DownloadError):
     """A fetched or existing file does not have the size or MD5 the catalog records."""
+
+
+class GenerateError(PcdataError, ValueError):
+    """A generator was given bad arguments or a configuration that yields nothing."""

@@ -28,11 +28,11 @@ from typing import Iterator, Literal, get_args
 
 import numpy as np
 
-from ..errors import PcdataError
+from ..errors import GenerateError
 from ..geometry.jets import delta_r, pxpypze_to_ptetaphim, to_relative
 from ..sources.jetnet import JetNetWriter
 
-__all__ = ["Process", "PROCESSES", "NUM_PARTICLES", "GenerateError", "JetGenConfig", "generate_jets", "partition_seed"]
+__all__ = ["Process", "PROCESSES", "NUM_PARTICLES", "JetGenConfig", "generate_jets", "partition_seed"]
 
 Process = Literal["top", "qcd", "w", "z"]
 PROCESSES: tuple[str, ...] = get_args(Process)
@@ -61,10 +61,6 @@ _PROCESS_SETTINGS: dict[str, tuple[str, ...]] = {
 _TARGETS: dict[str, frozenset[int]] = {
     "top": frozenset({6}), "w": frozenset({24}), "z": frozenset({23}), "qcd": frozenset({1, 2, 3, 4, 5, 21}),
 }
-
-
-class GenerateError(PcdataError, ValueError):
-    """A generator was given bad arguments or a configuration that yields no jets."""
 
 
 @dataclass(frozen=True)
@@ -317,7 +313,7 @@ def generate_jets(
     Args:
         out: output file; replaced if it exists. Name it like JetNet (``t30.hdf5``, ``w150.hdf5``)
             so that the JetNet source can tell its class from the name.
-        process: ``"top"`` (hadronic tops), ``"qcd"`` (light quarks and gluons), ``"w"`` or ``"z"``
+        process: ``"top"`` (hadronic tops), ``"qcd"`` (quarks and gluons of HardQCD:all), ``"w"`` or ``"z"``
             (hadronic bosons).
         num_jets: number of jets to write (>= 1).
         num_particles: constituents kept per jet, 30 or 150 (default 30); ``num_particles`` in

@@ -45,7 +45,7 @@ from ..geometry.calo import GEOMETRY_NAMES, CaloGeometry, GeometryName, get_geom
 from ..geometry.voxels import READOUT_THRESHOLD_MEV
 from ..sources.calochallenge import CaloChallengeWriter
 # The package's generation error (a PcdataError and a ValueError: the CLI prints one line).
-from .jets import GenerateError
+from ..errors import GenerateError
 
 __all__ = [
     "PARTITION_SIZE",

@@ -134,25 +134,26 @@ def read_jetnet_block(file: JetNetFile, start: int, stop: int) -> Clouds:
     except Exception as err:  # h5py raises OSError/KeyError/ValueError for damaged files
         raise SourceError(f"{path}: cannot read jets {start}:{stop} ({type(err).__name__}: {err})") from err
 
+    # Each check runs over the whole block first; rows are located only when one fails.
     for key, arr in (("particle_features", pf), ("jet_features", jf)):
-        bad = ~np.isfinite(arr).reshape(len(arr), -1).all(axis=1)
-        if bad.any():
+        if not np.isfinite(arr).all():
+            bad = ~np.isfinite(arr).reshape(len(arr), -1).all(axis=1)
             raise SourceError(f"{path}: {key} has non-finite values (first at jet {_first_bad_row(bad, start)})")
     mask = pf[:, :, 3]
-    bad = ~((mask == 0) | (mask == 1)).all(axis=1)
-    if bad.any():
-        raise SourceError(f"{path}: mask values must be 0 or 1 (first violation at jet {_first_bad_row(bad, start)})")
     real = mask == 1
-    bad = (real[:, 1:] & ~real[:, :-1]).any(axis=1)
-    if bad.any():
-        raise SourceError(
-            f"{path}: real particles must come before the padding (mask not a prefix at jet {_first_bad_row(bad, start)})"
-        )
-    bad = (pf[:, :, :3] != 0).any(axis=2) & ~real
-    bad = bad.any(axis=1)
-    if bad.any():
-        raise SourceError(f"{path}: padding (mask 0) is not zero (first at jet {_first_bad_row(bad, start)})")
+    if not (real | (mask == 0)).all():
+        bad = ~(real | (mask == 0)).all(axis=1)
+        raise SourceError(f"{path}: mask values must be 0 or 1 (first violation at jet {_first_bad_row(bad, start)})")
+    after_padding = real[:, 1:] & ~real[:, :-1]
+    if after_padding.any():
+        raise SourceError(f"{path}: real particles must come before the padding "
+                          f"(mask not a prefix at jet {_first_bad_row(after_padding.any(axis=1), start)})")
     n_real = real.sum(axis=1)
+    # Real particles form a prefix, so padding is zero iff the feature sum over the padding is.
+    padded = np.abs(pf[:, :, :3]).sum(axis=2)
+    padded[real] = 0
+    if padded.any():
+        raise SourceError(f"{path}: padding (mask 0) is not zero (first at jet {_first_bad_row(padded.any(axis=1), start)})")
     num = jf[:, 3]
     bad = (num != np.round(num)) | (num < 0)
     if bad.any():

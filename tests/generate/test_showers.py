@@ -10,7 +10,7 @@ import pytest
 
 from pcdata.geometry.calo import get_geometry
 from pcdata.geometry.voxels import READOUT_THRESHOLD_MEV
-from pcdata.generate.jets import GenerateError
+from pcdata.errors import GenerateError
 from pcdata.generate.showers import (
     PARTITION_SIZE,
     generate_showers,
