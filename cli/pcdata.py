@@ -43,6 +43,7 @@ def inspect(
 
 class ExportFormat(str, Enum):
     jetnet_hdf5 = "jetnet-hdf5"
+    calochallenge_hdf5 = "calochallenge-hdf5"
 
 
 @app.command()
@@ -53,11 +54,15 @@ def export(
     out: Path = typer.Option(..., "--out", "-o", help="Output file."),
     num_particles: Optional[int] = typer.Option(None, "--num-particles", "-P", help="jetnet-hdf5: particles per jet (default: the source's P)."),
     split: Optional[str] = typer.Option(None, "--split", help="Export only this split (train, val, test)."),
+    geometry: Optional[str] = typer.Option(None, "--geometry", help="calochallenge-hdf5: ds1-photons, ds1-pions, ds2 or ds3 (default: the store's)."),
 ) -> None:
     """Write a store out in another layout (so ingest then export gives the input back)."""
-    from pcdata.exports import export_jetnet
+    from pcdata.exports import export_calochallenge, export_jetnet
 
-    path = export_jetnet(store, out, num_particles=num_particles, split=split)
+    if fmt is ExportFormat.calochallenge_hdf5:
+        path = export_calochallenge(store, out, geometry=geometry, split=split)
+    else:
+        path = export_jetnet(store, out, num_particles=num_particles, split=split)
     typer.echo(f"wrote {path}")
 
 
