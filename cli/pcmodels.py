@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from .evaluate import evaluate_cmd
 from .train import sample_cmd, train_cmd
 
 app = typer.Typer(help="Generative models of point clouds, trained from pcdata stores.", no_args_is_help=True,
@@ -21,6 +22,7 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
 app.command("train")(train_cmd)
 app.command("sample")(sample_cmd)
+app.command("evaluate")(evaluate_cmd)
 
 
 def main() -> None:

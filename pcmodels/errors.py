@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pcdata.errors import PcdataError
 
-__all__ = ["PcmodelsError", "ConfigError", "RunError"]
+__all__ = ["PcmodelsError", "ConfigError", "RunError", "EvaluationError"]
 
 
 class PcmodelsError(PcdataError):
@@ -18,3 +18,7 @@ class ConfigError(PcmodelsError, ValueError):
 
 class RunError(PcmodelsError, RuntimeError):
     """A run directory is missing, incomplete or belongs to another configuration."""
+
+
+class EvaluationError(PcmodelsError, ValueError):
+    """The stores or options cannot be evaluated (missing features or split, too few jets)."""

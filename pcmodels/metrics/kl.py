@@ -87,7 +87,7 @@ def _as_columns(x) -> tuple[np.ndarray, tuple[str, ...]]:
 
 
 def kl_divergence(real, generated, *, bins: int = 30, quantiles: tuple[float, float] = (0.001, 0.999),
-                  eps: float = 1e-8, num_bootstrap: int = 50, seed: int = 0,
+                  eps: float = 1e-8, num_bootstrap: int = 50, sample_size: int | None = None, seed: int = 0,
                   edges: list[np.ndarray] | None = None) -> KLResult:
     """Binned KL divergence in both directions, bootstrapped.
 
@@ -96,6 +96,9 @@ def kl_divergence(real, generated, *, bins: int = 30, quantiles: tuple[float, fl
         generated: the same layout (a dict needs the same keys), any N.
         bins, quantiles, eps: the binning (from ``real``) and the constant added to both histograms.
         num_bootstrap: bootstrap replicates; 0 gives the plain estimate with zero std.
+        sample_size: entries drawn from each sample per replicate (default: each sample's size).
+            The KL of finite samples grows as they shrink, so two comparisons are comparable only
+            at equal sizes: an evaluation draws as many generated jets as its real-vs-real floor.
         seed: seeds the resampling.
         edges: fixed bin edges per feature instead of those from ``real`` (e.g. to swap the roles
             of the two samples on the same binning).
@@ -130,8 +133,8 @@ def kl_divergence(real, generated, *, bins: int = 30, quantiles: tuple[float, fl
         reps = one(None, None)[None]
     else:
         rng = np.random.default_rng(seed)
-        reps = np.stack([one(rng.integers(0, len(a), len(a)), rng.integers(0, len(b), len(b)))
-                         for _ in range(num_bootstrap)])
+        na, nb = (len(a), len(b)) if sample_size is None else (int(sample_size), int(sample_size))
+        reps = np.stack([one(rng.integers(0, len(a), na), rng.integers(0, len(b), nb)) for _ in range(num_bootstrap)])
     symmetric = reps.mean(axis=1).mean(axis=1)  # per replicate: (fwd + rev) / 2, mean over features
     return KLResult(
         names=names,
