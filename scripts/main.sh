@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 OUT=${1:-demo}
-JETS=${JETS:-20000}          # generated Pythia top jets (30 particles)
-EPOCHS=${EPOCHS:-12}         # EPiC-FM training epochs over the train split (70 %)
+JETS=${JETS:-30000}          # generated Pythia top jets (30 particles)
+EPOCHS=${EPOCHS:-60}         # EPiC-FM training epochs over the train split (70 %)
 NUM=${NUM:-3000}             # generated jets, compared with as many test-split jets
 mkdir -p "$OUT"
 BIN=.venv/bin

@@ -217,7 +217,9 @@ def train(store_ref: str | Path, out: str | Path, config: TrainConfig, *, device
                 opt.step()
                 sched.step()
                 with torch.no_grad():
-                    torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - config.ema)
+                    # EMA warm-up: early on the average would be dominated by the random start.
+                    decay = min(config.ema, (1.0 + step) / (10.0 + step))
+                    torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - decay)
                 step += 1
                 seen += x.shape[0] * world
                 loss_value = float(loss.detach())
