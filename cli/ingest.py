@@ -14,7 +14,7 @@ app = typer.Typer(help="Convert input files into a point-cloud store (on a Dask 
 
 WORKERS = typer.Option(None, "--workers", "-w", help="Worker processes of a local Dask cluster (default: the machine's cores).")
 SCHEDULER = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler, e.g. tcp://host:8786.")
-ROWS = typer.Option(None, "--rows-per-fragment", help="Clouds per fragment (default: about 8 MB of input each).")
+ROWS = typer.Option(None, "--rows-per-fragment", help="Clouds per fragment (default: about 16 MB of input each).")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing store (only once the new one is complete).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 

@@ -17,7 +17,7 @@ export PYTHONWARNINGS=ignore
 echo "== 1/6 generate $JETS Pythia 8 top jets"
 "$BIN/pcdata" generate jets --process top --num-jets "$JETS" --num-particles 30 --seed 1 --workers 2 --out "$OUT/t.hdf5"
 echo "== 2/6 ingest into a store on a 2-worker Dask cluster"
-"$BIN/pcdata" ingest jetnet "$OUT/t.hdf5" --out "$OUT/top30.zarr" --workers 2 --overwrite
+"$BIN/pcdata" ingest jetnet "$OUT/t.hdf5" --out "$OUT/top30.zarr" --workers 2 --rows-per-fragment 5000 --overwrite
 echo "== 3/6 inspect"
 "$BIN/pcdata" inspect "$OUT/top30.zarr"
 echo "== 4/6 train EPiC-FM (small CPU config, $EPOCHS epochs)"
