@@ -44,6 +44,8 @@ def inspect(
 class ExportFormat(str, Enum):
     jetnet_hdf5 = "jetnet-hdf5"
     calochallenge_hdf5 = "calochallenge-hdf5"
+    parquet = "parquet"
+    arrow = "arrow"
 
 
 @app.command()
@@ -57,10 +59,12 @@ def export(
     geometry: Optional[str] = typer.Option(None, "--geometry", help="calochallenge-hdf5: ds1-photons, ds1-pions, ds2 or ds3 (default: the store's)."),
 ) -> None:
     """Write a store out in another layout (so ingest then export gives the input back)."""
-    from pcdata.exports import export_calochallenge, export_jetnet
+    from pcdata.exports import export_arrow, export_calochallenge, export_jetnet
 
     if fmt is ExportFormat.calochallenge_hdf5:
         path = export_calochallenge(store, out, geometry=geometry, split=split)
+    elif fmt in (ExportFormat.parquet, ExportFormat.arrow):
+        path = export_arrow(store, out, format=fmt.value, split=split)
     else:
         path = export_jetnet(store, out, num_particles=num_particles, split=split)
     typer.echo(f"wrote {path}")

@@ -1,0 +1,396 @@
+"""The streaming loader: :class:`PointCloudLoader`, one store to padded torch batches.
+
+The global order of an epoch is defined first (:mod:`.order`), then each rank and DataLoader
+worker produces its own share of the batches (:mod:`.window`), so the stream is the same for any
+number of ranks and workers, and a small state dict (epoch, seed, batches consumed) resumes it
+mid-epoch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from ..store.reader import Store, open_store
+from .order import METHOD, EpochPlan, ShuffleOptions, block_starts, hash_seed, plan_epoch, share
+from .transforms import BindContext, Compose, Transform
+from .window import Arena, WindowReader, pad_batch
+from .world import detect_ranks, detect_worker
+
+__all__ = ["PointCloudLoader", "WorkerOptions"]
+
+_MASK63 = (1 << 63) - 1
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How DataLoader workers run (with ``num_workers > 0``).
+
+    Attributes:
+        prefetch: batches each worker prepares ahead (DataLoader's ``prefetch_factor``).
+        pin_memory: copy batches into pinned memory, for fast host-to-GPU transfer.
+        start_method: ``fork`` (fast to start; the default on Linux), ``spawn`` or ``forkserver``;
+            None: the platform's default.
+        timeout: seconds to wait for a worker's batch before failing (0: forever).
+    """
+
+    prefetch: int = 2
+    pin_memory: bool = False
+    start_method: Literal["fork", "spawn", "forkserver"] | None = None
+    timeout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.prefetch < 1:
+            raise ValueError(f"WorkerOptions.prefetch must be >= 1, got {self.prefetch}")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """Everything that defines the stream; small and picklable, sent to every worker."""
+
+    path: str
+    allow_incomplete: bool
+    split: str | None
+    batch_size: int
+    shuffle: bool
+    seed: int
+    pad: int | None
+    features: tuple[str, ...]
+    fields: tuple[str, ...]
+    drop_last: bool
+    options: ShuffleOptions
+    rank: int
+    world_size: int
+    cache: bool = False
+    transforms: Compose | None = None
+
+
+class _Source:
+    """A process's view of the store: selection, layout and the small per-cloud arrays."""
+
+    def __init__(self, spec: _Spec, store: Store | None = None):
+        self.spec = spec
+        self.store = store or open_store(spec.path, allow_incomplete=spec.allow_incomplete)
+        s = self.store
+        self.selection = np.arange(s.num_clouds, dtype=np.int64) if spec.split is None else s.split_indices(spec.split)
+        self.offsets = s.offsets
+        self.counts = np.diff(self.offsets)
+        fragment_starts = np.concatenate([[0], np.cumsum([f.num_clouds for f in s.fragments])])[:-1]
+        self.blocks = block_starts(s.chunk_starts(), fragment_starts, spec.options.block_clouds, self.counts)
+        names = s.point_features
+        self.columns = None if spec.features == names else np.array([names.index(f) for f in spec.features])
+        self.cloud = (np.stack([s.field(n).astype(np.float32) for n in spec.fields], axis=1) if spec.fields
+                      else np.zeros((s.num_clouds, 0), dtype=np.float32))
+        self._plan: tuple[int, EpochPlan] | None = None
+        self._rows: np.ndarray | None = None
+        self._arena: Arena | None = None  # kept from epoch to epoch
+
+    def cached_rows(self) -> np.ndarray:
+        """Every point of the store (the loaded features), decoded once and kept."""
+        if self._rows is None:
+            points = self.store.read_points(0, self.store.num_points)
+            rows = np.zeros((len(points) + self.slack, len(self.spec.features)), dtype=np.float32)
+            rows[: len(points)] = points if self.columns is None else points[:, self.columns]
+            self._rows = rows
+        return self._rows
+
+    @property
+    def slack(self) -> int:
+        """Rows to keep past the last cloud so that padded reads stay inside the array."""
+        if self.spec.pad is not None:
+            return self.spec.pad
+        return int(self.counts[self.selection].max(initial=0))
+
+    def plan(self, epoch: int) -> EpochPlan:
+        if self._plan is None or self._plan[0] != epoch:
+            sp = self.spec
+            self._plan = (epoch, plan_epoch(self.selection, self.blocks, self.counts, batch_size=sp.batch_size,
+                                            shuffle=sp.shuffle, seed=sp.seed, epoch=epoch, options=sp.options,
+                                            drop_last=sp.drop_last, world_size=sp.world_size))
+        return self._plan[1]
+
+    def _batch(self, rows: np.ndarray, first_row: np.ndarray, ids: np.ndarray, pad: int | None) -> dict:
+        counts = self.counts[ids]
+        points, mask = pad_batch(rows, first_row, counts, pad)
+        # Every tensor in torch-allocated (64-byte aligned) memory: DLPack consumers such as JAX
+        # then take it without a copy.
+        cloud = torch.empty((len(ids), self.cloud.shape[1]), dtype=torch.float32)
+        np.take(self.cloud, ids, axis=0, out=cloud.numpy())
+        return {"points": points, "mask": mask, "cloud": cloud, "index": torch.tensor(ids, dtype=torch.int64),
+                "counts": torch.tensor(counts, dtype=torch.int64)}
+
+    def _positions(self, plan: EpochPlan, batch_ids: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """(batch, cloud ids, rows, first row of each cloud) for each batch of this worker."""
+        if self.spec.cache:
+            rows = self.cached_rows()
+            for k in batch_ids:
+                ids = plan.seq[plan.batch(int(k))]
+                yield int(k), ids, rows, self.offsets[ids]
+            return
+        # Take the arena while streaming, so that a second iterator running at the same time gets its own.
+        arena, self._arena = self._arena, None
+        reader = WindowReader(plan, batch_ids, self.offsets, self.store.read_points, self.columns,
+                              len(self.spec.features), slack=self.slack, arena=arena)
+        try:
+            for k, pos in reader:
+                yield k, plan.seq[pos], reader.arena.rows, reader.first_row[pos]
+        finally:
+            self._arena = reader.arena
+
+    def batches(self, epoch: int, batch_ids: np.ndarray) -> Iterator[dict]:
+        sp, plan = self.spec, self.plan(epoch)
+        for k, ids, rows, first_row in self._positions(plan, batch_ids):
+            batch = self._batch(rows, first_row, ids, sp.pad)
+            if sp.transforms is not None:
+                # Randomness (dequantisation noise) is named by (seed, epoch, batch), not by worker.
+                gen = torch.Generator().manual_seed(hash_seed(sp.seed, epoch, k, 4) & _MASK63)
+                batch = sp.transforms.forward(batch, gen)
+            yield batch
+
+    def sample(self, max_clouds: int = 4096) -> dict:
+        """Raw batch of up to ``max_clouds`` clouds spread evenly over the selection (for binding)."""
+        sel = self.selection
+        ids = sel[np.linspace(0, len(sel) - 1, num=min(max_clouds, len(sel))).astype(np.int64)] if len(sel) else sel
+        clouds = self.store.take(ids, fields=[])
+        rows = np.zeros((clouds.num_points + int(clouds.counts.max(initial=0)), len(self.spec.features)), dtype=np.float32)
+        rows[: clouds.num_points] = clouds.points if self.columns is None else clouds.points[:, self.columns]
+        return self._batch(rows, clouds.offsets[:-1], ids, None)
+
+
+class _Stream(IterableDataset):
+    """One epoch of one rank from batch ``start`` on; each DataLoader worker takes its share."""
+
+    def __init__(self, spec: _Spec, epoch: int, start: int, source: _Source | None):
+        super().__init__()
+        self.spec, self.epoch, self.start, self.source = spec, epoch, start, source
+
+    def __getstate__(self) -> dict:
+        # Workers started by spawn open the store themselves; fork shares the parent's source.
+        return {**self.__dict__, "source": None}
+
+    def __iter__(self) -> Iterator[dict]:
+        worker, num_workers = detect_worker()
+        if self.source is None:
+            self.source = _Source(self.spec)
+        plan = self.source.plan(self.epoch)
+        ids = share(plan.num_batches, rank=self.spec.rank, world_size=self.spec.world_size, start=self.start,
+                    worker=worker, num_workers=num_workers)
+        yield from self.source.batches(self.epoch, ids)
+
+
+def _parse_pad(pad: int | str) -> int | None:
+    if pad == "batch":
+        return None
+    if isinstance(pad, (int, np.integer)) and not isinstance(pad, bool) and pad >= 1:
+        return int(pad)
+    raise ValueError(f"pad must be 'batch' or a number of points >= 1, got {pad!r}")
+
+
+class PointCloudLoader:
+    """Shuffled, padded torch batches streamed from a point-cloud store.
+
+    Each batch is a dict of CPU tensors: ``points`` float32 ``[B, N, F]`` (zero where ``mask`` is
+    False), ``mask`` bool ``[B, N]``, ``cloud`` float32 ``[B, C]`` (the cloud fields), ``index``
+    int64 ``[B]`` (global cloud indices in the store) and ``counts`` int64 ``[B]`` (points per cloud
+    before any truncation). Tensors live in torch's 64-byte aligned CPU memory and go to numpy or
+    JAX through DLPack without a copy (:mod:`pcdata.loaders.dlpack`).
+
+    For a given seed and epoch the global order of clouds is the same for any ``num_workers`` and
+    any number of ranks; each rank yields global batches ``rank, rank + world_size, ...``. Every
+    selected cloud comes exactly once per epoch (the last batch may be shorter unless
+    ``drop_last``). Iterating again after a complete epoch starts the next epoch; after a partial
+    one it continues where it stopped. :meth:`state_dict` / :meth:`load_state_dict` resume the
+    identical stream in a new process.
+
+    Args:
+        store_or_path: a :class:`~pcdata.Store` or the path of one.
+        split: a named split of the store (``train``, ``val``, ``test``), or None for every cloud.
+        batch_size: clouds per batch (default 256).
+        shuffle: shuffle blocks and within the buffer (default True); False streams in store order.
+        seed: names the shuffle and the transforms' noise (default 0).
+        num_workers: DataLoader worker processes (default 0: read in this process).
+        rank, world_size: this process among the training processes; default torch.distributed's
+            when it is initialised, else ``RANK``/``WORLD_SIZE`` from the environment, else 0 of 1.
+        pad: ``"batch"`` pads to the longest cloud of each batch; a number N pads to N and truncates
+            longer clouds to their first N points (the hardest, for jets); see :attr:`points_truncated`.
+        features: point features to load, in this order (default all).
+        transforms: a :class:`~pcdata.loaders.transforms.Transform` or a list of them, bound here to
+            the store's statistics; :attr:`transforms` holds the bound pipeline (``inverse``, ``to_dict``).
+        drop_last: drop the last partial batch and as many full batches as needed for every rank to
+            yield the same number (what DistributedDataParallel needs).
+        fields: cloud fields in ``cloud``, in this order (default all).
+        bucket: group clouds of similar multiplicity, sorting windows of this many batches (default
+            None: off); cuts padding with ``pad="batch"``, keeps determinism and exactly-once.
+        shuffle_options: buffer size, block size, lanes (:class:`ShuffleOptions`).
+        worker_options: prefetch, pinned memory, start method (:class:`WorkerOptions`).
+        cache: decode the store once and keep its points in memory, for stores that fit in RAM
+            (default False: stream, holding only the shuffle window). Forked workers share the
+            parent's copy when it was loaded before they start (:meth:`preload`).
+        allow_incomplete: read the committed fragments of an interrupted ingest.
+
+    Raises:
+        KeyError: an unknown split, feature or field.
+        ValueError: an invalid option.
+    """
+
+    def __init__(
+        self,
+        store_or_path: Store | str | os.PathLike,
+        *,
+        split: str | None = "train",
+        batch_size: int = 256,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_workers: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        pad: int | Literal["batch"] = "batch",
+        features: Sequence[str] | None = None,
+        transforms: Transform | Sequence[Transform] | None = None,
+        drop_last: bool = False,
+        fields: Sequence[str] | None = None,
+        bucket: int | None = None,
+        shuffle_options: ShuffleOptions | None = None,
+        worker_options: WorkerOptions | None = None,
+        cache: bool = False,
+        allow_incomplete: bool = False,
+    ):
+        store = store_or_path if isinstance(store_or_path, Store) else open_store(store_or_path, allow_incomplete=allow_incomplete)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        features = tuple(store.point_features if features is None else features)
+        fields = tuple(store.cloud_features if fields is None else fields)
+        unknown = [f for f in features if f not in store.point_features]
+        if unknown:
+            raise KeyError(f"{store.path}: no point feature {unknown[0]!r} (has {', '.join(store.point_features)})")
+        unknown = [f for f in fields if f not in store.cloud_features]
+        if unknown:
+            raise KeyError(f"{store.path}: no cloud field {unknown[0]!r} (has {', '.join(store.cloud_features)})")
+        options = shuffle_options or ShuffleOptions()
+        if bucket is not None:
+            options = replace(options, bucket=bucket)
+        rank, world_size = detect_ranks(rank, world_size)
+        self._spec = _Spec(str(store.path), allow_incomplete or not store.complete, split, int(batch_size), bool(shuffle),
+                           int(seed), _parse_pad(pad), features, fields, bool(drop_last), options, rank, world_size,
+                           bool(cache))
+        self._source = _Source(self._spec, store)  # validates the split
+        self.store = store
+        self.num_workers = int(num_workers)
+        self.worker_options = worker_options or WorkerOptions()
+        self.cloud_features: tuple[str, ...] = fields
+        self.transforms: Compose | None = self._bind(transforms) if transforms is not None else None
+        self._spec = replace(self._spec, transforms=self.transforms)
+        self._source.spec = self._spec
+        self._epoch, self._consumed = 0, 0
+        self.points_truncated = 0
+
+    def _bind(self, transforms: Transform | Sequence[Transform]) -> Compose:
+        pipeline = Compose([transforms] if isinstance(transforms, Transform) else list(transforms))
+        ctx = BindContext(self._spec.features, self._spec.fields, dict(self.store.stats), sample=self._source.sample)
+        bound = pipeline.bind(ctx)
+        self.cloud_features = ctx.cloud_features
+        return bound
+
+    # -- description ------------------------------------------------------------------------------
+    @property
+    def point_features(self) -> tuple[str, ...]:
+        """Names of the columns of ``points``."""
+        return self._spec.features
+
+    @property
+    def batch_size(self) -> int:
+        return self._spec.batch_size
+
+    @property
+    def rank(self) -> int:
+        return self._spec.rank
+
+    @property
+    def world_size(self) -> int:
+        return self._spec.world_size
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @property
+    def num_clouds(self) -> int:
+        """Clouds of the selection (split) streamed per epoch, before ``drop_last``."""
+        return len(self._source.selection)
+
+    def preload(self) -> "PointCloudLoader":
+        """With ``cache=True``, decode the store now (else at the first batch), so forked workers
+        share this process's copy instead of each decoding their own. Returns the loader."""
+        if self._spec.cache:
+            self._source.cached_rows()
+        return self
+
+    def plan(self, epoch: int | None = None) -> EpochPlan:
+        """The global plan of an epoch (default the current one): ``plan().clouds()`` is its order."""
+        return self._source.plan(self._epoch if epoch is None else epoch)
+
+    def __len__(self) -> int:
+        """Batches this rank yields in a whole epoch."""
+        return len(share(self.plan().num_batches, rank=self.rank, world_size=self.world_size))
+
+    def __repr__(self) -> str:
+        return (f"<PointCloudLoader {self._spec.path!r} split={self._spec.split} clouds={self.num_clouds} "
+                f"batch_size={self.batch_size} rank={self.rank}/{self.world_size} workers={self.num_workers} "
+                f"epoch={self._epoch}>")
+
+    # -- epochs and resume ------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch`` from its beginning at the next iteration."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self._epoch, self._consumed = int(epoch), 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the stream is: ``{epoch, seed, batches}`` (batches this rank has yielded in the epoch),
+        plus what must match on resume."""
+        return {"method": METHOD, "epoch": self._epoch, "seed": self._spec.seed, "batches": self._consumed,
+                "batch_size": self.batch_size, "world_size": self.world_size, "split": self._spec.split,
+                "num_clouds": self.num_clouds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the stream saved by :meth:`state_dict` (also with another number of workers,
+        or of ranks when the batches consumed divide evenly).
+
+        Raises:
+            ValueError: the state describes another stream (seed, batch size, split or method).
+        """
+        for key, mine in (("method", METHOD), ("seed", self._spec.seed), ("batch_size", self.batch_size),
+                          ("split", self._spec.split), ("num_clouds", self.num_clouds)):
+            if key in state and state[key] != mine:
+                raise ValueError(f"loader state is for {key}={state[key]!r}, this loader has {key}={mine!r}")
+        batches, size = int(state["batches"]), int(state.get("world_size", self.world_size))
+        if (batches * size) % self.world_size:
+            raise ValueError(f"cannot resume {batches} batches of {size} ranks on {self.world_size} ranks")
+        self._epoch, self._consumed = int(state["epoch"]), batches * size // self.world_size
+
+    # -- iteration --------------------------------------------------------------------------------
+    def _dataloader(self, epoch: int, start: int) -> DataLoader:
+        w = self.worker_options
+        stream = _Stream(self._spec, epoch, start, self._source)
+        if self.num_workers == 0:
+            return DataLoader(stream, batch_size=None, num_workers=0, pin_memory=w.pin_memory)
+        return DataLoader(stream, batch_size=None, num_workers=self.num_workers, prefetch_factor=w.prefetch,
+                          pin_memory=w.pin_memory, multiprocessing_context=w.start_method, timeout=w.timeout,
+                          persistent_workers=False)
+
+    def __iter__(self) -> Iterator[dict]:
+        epoch, start = self._epoch, self._consumed
+        pad = self._spec.pad
+        for batch in self._dataloader(epoch, start):
+            self._consumed += 1
+            if pad is not None:
+                self.points_truncated += int((batch["counts"] - pad).clamp_(min=0).sum())
+            yield batch
+        self._epoch, self._consumed = epoch + 1, 0

@@ -1,0 +1,213 @@
+import numpy as np
+import pytest
+import torch
+
+from pcdata.loaders import PointCloudLoader, ShuffleOptions
+from tests.loaders.conftest import collect, order_of
+
+
+def _check_batch_content(store, batch, pad=None):
+    idx = batch["index"].numpy()
+    ref = store.take(idx).padded(pad)
+    np.testing.assert_array_equal(batch["points"].numpy(), ref.points)
+    np.testing.assert_array_equal(batch["mask"].numpy(), ref.mask)
+    np.testing.assert_array_equal(batch["counts"].numpy(), store.counts[idx])
+    fields = np.stack([store.field(n)[idx].astype(np.float32) for n in store.cloud_features], axis=1)
+    np.testing.assert_array_equal(batch["cloud"].numpy(), fields)
+
+
+def test_batches_have_the_documented_shapes_and_the_store_content(jet_store):
+    loader = PointCloudLoader(jet_store, split=None, batch_size=64)
+    batches = list(loader)
+    assert len(batches) == len(loader) == -(-jet_store.num_clouds // 64)
+    b = batches[3]
+    assert b["points"].dtype == torch.float32 and b["points"].shape[:2] == b["mask"].shape
+    assert b["mask"].dtype == torch.bool and b["cloud"].shape == (64, 3) and b["index"].dtype == torch.int64
+    for b in batches[:3] + batches[-2:]:
+        _check_batch_content(jet_store, b)
+    assert b["points"].shape[1] == int(b["counts"].max())  # pad="batch": the batch's longest cloud
+
+
+def test_every_cloud_exactly_once_per_epoch(jet_store):
+    loader = PointCloudLoader(jet_store, split=None, batch_size=50)
+    for _ in range(2):
+        assert np.array_equal(np.sort(order_of(loader)), np.arange(jet_store.num_clouds))
+    train = PointCloudLoader(jet_store, split="train", batch_size=50)
+    assert np.array_equal(np.sort(order_of(train)), jet_store.split_indices("train"))
+    assert train.num_clouds == len(jet_store.split_indices("train"))
+
+
+def test_epochs_differ_and_the_same_epoch_repeats(jet_store):
+    loader = PointCloudLoader(jet_store, split=None, batch_size=32, seed=3)
+    e0 = order_of(loader)  # a finished pass moves on to the next epoch
+    e1 = order_of(loader)
+    loader.set_epoch(0)
+    again = order_of(loader)
+    assert loader.epoch == 1 and np.array_equal(e0, again) and not np.array_equal(e0, e1)
+    other_seed = PointCloudLoader(jet_store, split=None, batch_size=32, seed=4)
+    assert not np.array_equal(order_of(other_seed), e0)
+    assert np.array_equal(loader.plan(0).clouds(), e0)
+
+
+def test_same_global_order_for_any_number_of_ranks(jet_store):
+    reference = order_of(PointCloudLoader(jet_store, split=None, batch_size=40, seed=1))
+    for world_size in (2, 3):
+        ranks = [[b["index"].numpy() for b in PointCloudLoader(jet_store, split=None, batch_size=40, seed=1,
+                                                                rank=r, world_size=world_size)]
+                 for r in range(world_size)]
+        sets = [set(np.concatenate(r).tolist()) for r in ranks]
+        assert all(not (sets[i] & sets[j]) for i in range(world_size) for j in range(i + 1, world_size))
+        merged = [ranks[r][i] for i in range(len(ranks[0])) for r in range(world_size) if i < len(ranks[r])]
+        assert np.array_equal(np.concatenate(merged), reference)
+
+
+@pytest.mark.slow
+def test_workers_give_the_same_stream_and_resume_mid_epoch(jet_store):
+    """Two DataLoader workers: the same batches as in-process reading, and a resume in the
+    middle of an epoch continues the identical stream (one test: worker start-up is slow)."""
+    kw = dict(split=None, batch_size=48, seed=5, pad=40)
+    reference = collect(PointCloudLoader(jet_store, **kw))
+    workers = PointCloudLoader(jet_store, num_workers=2, **kw)
+    first = []
+    for i, batch in enumerate(workers):
+        first.append(batch)
+        if i == 6:
+            break
+    state = workers.state_dict()
+    assert state["batches"] == 7
+    resumed = PointCloudLoader(jet_store, num_workers=2, **kw)
+    resumed.load_state_dict(state)
+    rest = list(resumed)
+    got = first + rest
+    assert len(got) == len(reference["index"])
+    for key in ("index", "points", "mask", "cloud", "counts"):
+        for a, b in zip(got, reference[key]):
+            np.testing.assert_array_equal(a[key].numpy(), b)
+
+
+def test_resume_equals_the_uninterrupted_stream(jet_store):
+    kw = dict(split="train", batch_size=30, seed=2)
+    full = PointCloudLoader(jet_store, **kw)
+    full.set_epoch(3)
+    reference = [b["index"].numpy() for b in full]
+    loader = PointCloudLoader(jet_store, **kw)
+    loader.set_epoch(3)
+    head = []
+    for batch in loader:
+        head.append(batch["index"].numpy())
+        if len(head) == 11:
+            break
+    state = loader.state_dict()
+    assert {"epoch": 3, "seed": 2, "batches": 11}.items() <= state.items()
+    # A fresh loader (a restarted job) and the same loader both continue where it stopped.
+    fresh = PointCloudLoader(jet_store, **kw)
+    fresh.load_state_dict(state)
+    assert np.array_equal(np.concatenate(head + [b["index"].numpy() for b in fresh]), np.concatenate(reference))
+    assert np.array_equal(np.concatenate(head + [b["index"].numpy() for b in loader]), np.concatenate(reference))
+    assert fresh.state_dict()["epoch"] == 4 and fresh.state_dict()["batches"] == 0
+
+
+def test_resume_on_another_number_of_ranks(jet_store):
+    kw = dict(split=None, batch_size=25, seed=8)
+    reference = np.concatenate([b["index"].numpy() for b in PointCloudLoader(jet_store, **kw)])
+    rank0 = PointCloudLoader(jet_store, rank=0, world_size=2, **kw)
+    it = iter(rank0)
+    for _ in range(4):
+        next(it)
+    single = PointCloudLoader(jet_store, **kw)
+    single.load_state_dict(rank0.state_dict())  # 4 batches on each of 2 ranks = 8 global batches
+    assert np.array_equal(np.concatenate([b["index"].numpy() for b in single]), reference[8 * 25 :])
+    odd = PointCloudLoader(jet_store, rank=0, world_size=2, **kw)
+    with pytest.raises(ValueError, match="cannot resume"):
+        odd.load_state_dict({**single.state_dict(), "batches": 3, "world_size": 1})
+
+
+def test_state_of_another_stream_is_refused(jet_store):
+    loader = PointCloudLoader(jet_store, split=None, batch_size=25, seed=8)
+    state = loader.state_dict()
+    for key, value in (("seed", 9), ("batch_size", 26), ("split", "val")):
+        with pytest.raises(ValueError, match=key):
+            loader.load_state_dict({**state, key: value})
+
+
+def test_fixed_padding_truncates_and_counts_the_points_cut(jet_store):
+    loader = PointCloudLoader(jet_store, split=None, batch_size=64, pad=20, shuffle=False)
+    batches = list(loader)
+    assert all(b["points"].shape[1] == 20 for b in batches)
+    counts = jet_store.counts
+    assert loader.points_truncated == int(np.maximum(counts - 20, 0).sum()) > 0
+    _check_batch_content(jet_store, batches[5], pad=20)  # the first 20 points: the hardest
+    np.testing.assert_array_equal(batches[5]["mask"].sum(1).numpy(), np.minimum(batches[5]["counts"].numpy(), 20))
+
+
+def test_no_shuffle_streams_in_store_order(jet_store):
+    assert np.array_equal(order_of(PointCloudLoader(jet_store, split=None, batch_size=64, shuffle=False)),
+                          np.arange(jet_store.num_clouds))
+
+
+def test_bucketing_is_deterministic_exactly_once_and_pads_less(shower_store):
+    kw = dict(split=None, batch_size=16, seed=1)
+    plain = collect(PointCloudLoader(shower_store, **kw))
+    bucketed = collect(PointCloudLoader(shower_store, bucket=8, **kw))
+    again = collect(PointCloudLoader(shower_store, bucket=8, **kw))
+    idx = np.concatenate(bucketed["index"])
+    assert np.array_equal(np.sort(idx), np.arange(shower_store.num_clouds))
+    assert np.array_equal(idx, np.concatenate(again["index"]))
+    padded = lambda got: sum(m.size for m in got["mask"])  # noqa: E731
+    assert padded(bucketed) < 0.8 * padded(plain)
+
+
+def test_drop_last_gives_equal_full_batches_on_every_rank(jet_store):
+    loaders = [PointCloudLoader(jet_store, split=None, batch_size=64, drop_last=True, rank=r, world_size=2)
+               for r in range(2)]
+    batches = [list(loader) for loader in loaders]
+    assert len(batches[0]) == len(batches[1]) == len(loaders[0])
+    assert all(len(b["index"]) == 64 for bs in batches for b in bs)
+
+
+def test_features_fields_and_cache(jet_store):
+    kw = dict(split="val", batch_size=32, features=["pt_rel", "eta_rel"], fields=["n"])
+    streamed = collect(PointCloudLoader(jet_store, **kw))
+    cached = collect(PointCloudLoader(jet_store, cache=True, **kw).preload())
+    for key in streamed:
+        for a, b in zip(streamed[key], cached[key]):
+            np.testing.assert_array_equal(a, b)
+    idx = streamed["index"][0]
+    ref = jet_store.take(idx).padded()
+    np.testing.assert_array_equal(streamed["points"][0], ref.points[..., [2, 0]])
+    np.testing.assert_array_equal(streamed["cloud"][0][:, 0], jet_store.field("n")[idx])
+
+
+def test_options_are_checked(jet_store):
+    with pytest.raises(KeyError, match="no split 'dev'"):
+        PointCloudLoader(jet_store, split="dev")
+    with pytest.raises(KeyError, match="no point feature 'mass'"):
+        PointCloudLoader(jet_store, features=["mass"])
+    with pytest.raises(KeyError, match="no cloud field"):
+        PointCloudLoader(jet_store, fields=["charge"])
+    with pytest.raises(ValueError, match="pad must be"):
+        PointCloudLoader(jet_store, pad=0)
+    with pytest.raises(ValueError, match="both rank and world_size"):
+        PointCloudLoader(jet_store, rank=1)
+    with pytest.raises(ValueError, match="rank must be"):
+        PointCloudLoader(jet_store, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        PointCloudLoader(jet_store, batch_size=0)
+
+
+def test_opens_a_path_and_small_memory_options(jet_store):
+    loader = PointCloudLoader(str(jet_store.path), split=None, batch_size=100,
+                              shuffle_options=ShuffleOptions(lanes=2, buffer_size=100, block_clouds=50))
+    assert np.array_equal(np.sort(order_of(loader)), np.arange(jet_store.num_clouds))
+    assert "PointCloudLoader" in repr(loader)
+
+
+def test_two_iterations_at_once_do_not_share_buffers(jet_store):
+    # Two live iterators over one loader (as zip(loader, loader) makes): each reads into its own
+    # buffers, so neither corrupts the other's batches.
+    loader = PointCloudLoader(jet_store, split=None, batch_size=64, seed=4)
+    list(loader)  # leaves buffers behind for the next epoch to reuse
+    loader.set_epoch(0)
+    for a, b in zip(iter(loader), iter(loader)):
+        _check_batch_content(jet_store, a)
+        _check_batch_content(jet_store, b)
