@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import h5py
-import numpy as np
 
 
 def make_input(workdir: Path, jets: int, base_jets: int) -> Path:

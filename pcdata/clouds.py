@@ -8,7 +8,7 @@ its buffers with vectorised index arithmetic, never a Python loop over clouds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import numpy as np
 
@@ -218,7 +218,3 @@ class Clouds:
             )
         )
 
-
-def fields_from_mapping(fields: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Copy of a field mapping with each value as a 1-d numpy array."""
-    return {k: np.asarray(v).reshape(-1) for k, v in fields.items()}

@@ -9,7 +9,7 @@ mid-epoch.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np

@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -297,8 +297,3 @@ def clouds_to_jetnet(clouds: Clouds, num_particles: int) -> tuple[np.ndarray, np
     ).astype(np.float32)
     return pf.astype(np.float32), jf
 
-
-def iter_rows(n: int, step: int) -> Iterator[tuple[int, int]]:
-    """``(start, stop)`` blocks covering ``range(n)``."""
-    for start in range(0, n, step):
-        yield start, min(n, start + step)
