@@ -63,15 +63,19 @@ def root(
     rows_per_fragment: Optional[int] = ROWS,
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
+    register: Optional[str] = REGISTER,
+    catalog: Optional[Path] = CATALOG,
 ) -> None:
     """Ingest ROOT trees: per-jet trees (JetClass branches) or per-event collections (NanoAOD style)."""
     from pcdata.ingest import ingest_root
 
+    check_registration(register, catalog, out)
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     store = ingest_root(files, out, tree=tree, collection=collection, features=split(features),
                         event_fields=split(event_fields) or (), mapping=mapping, workers=workers, scheduler=scheduler,
                         rows_per_fragment=rows_per_fragment, overwrite=overwrite, progress=not quiet)
     _report(store)
+    register_store(store.path, register, catalog)
 
 
 @app.command("calochallenge")

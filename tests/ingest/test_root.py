@@ -57,6 +57,15 @@ def test_collection_with_event_fields_and_empty_events(tmp_path, scheduler):
     assert s.stats["pt"].count == n.sum()
 
 
+def test_register_on_success(tmp_path, jetclass_files, scheduler):
+    files, _ = jetclass_files
+    out, cat = tmp_path / "s", tmp_path / "cat"
+    run_cli("pcdata", "ingest", "root", str(files[0]), "--tree", "tree", "--out", str(out), "--scheduler", scheduler,
+            "--register", "jc", "--catalog", str(cat), "--quiet", check=True)
+    resolved = run_cli("pcdata", "catalog", "resolve", "jc", "--catalog", str(cat), check=True).stdout.strip()
+    assert resolved == str(out.resolve())
+
+
 def test_mapping_file_names_the_branches(tmp_path, scheduler):
     rng = np.random.default_rng(5)
     n = rng.integers(1, 5, 200)
