@@ -196,8 +196,10 @@ class Store:
         if idx.size and (idx.min() < -self.num_clouds or idx.max() >= self.num_clouds):
             raise IndexError(f"cloud index out of range for a store of {self.num_clouds} clouds")
         idx = np.where(idx < 0, idx + self.num_clouds, idx)
-        order = np.argsort(idx, kind="stable")
-        sorted_idx = idx[order]
+        # Ranges, splits and exports ask in ascending order: then no reordering gather at the end.
+        ascending = idx.size < 2 or bool((idx[1:] >= idx[:-1]).all())
+        order = None if ascending else np.argsort(idx, kind="stable")
+        sorted_idx = idx if ascending else idx[order]
         frag_of = np.searchsorted(self._starts, sorted_idx, side="right") - 1
         parts = []
         for k in np.unique(frag_of):
@@ -209,6 +211,8 @@ class Store:
             return Clouds(np.zeros((0, len(self.point_features)), np.float32), np.zeros(1, np.int64),
                           {n: np.zeros(0) for n in names}, self.point_features)
         gathered = Clouds.concat(parts)
+        if ascending:
+            return gathered
         inverse_order = np.empty_like(order)
         inverse_order[order] = np.arange(len(order))
         return gathered.take(inverse_order)

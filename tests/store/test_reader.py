@@ -20,6 +20,8 @@ def test_counts_features_and_reads(store_path, clouds):
     assert s[650:760].equals(clouds.slice(650, 760))  # spans two fragments
     idx = np.array([1999, 3, 3, 700, 0])
     assert s.take(idx).equals(clouds.take(idx))
+    ascending = np.array([3, 3, 650, 699, 700, 700, 1999])  # sorted, with repeats, across fragments
+    assert s.take(ascending).equals(clouds.take(ascending))
 
 
 def test_views_agree_with_numpy(store_path):
