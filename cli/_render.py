@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["render_store_summary"]
+__all__ = ["render_store_summary", "print_provenance"]
 
 
 def _fmt(x) -> str:
@@ -38,7 +38,11 @@ def render_store_summary(info: dict) -> None:
     splits = {k: v for k, v in info["splits"].items() if isinstance(v, dict)}
     console.print("splits (seed %s): " % info["splits"]["seed"]
                   + ", ".join(f"{k} {v['count']:,} ({v['fraction']:g})" for k, v in splits.items()))
-    prov = info["provenance"]
+    print_provenance(console, info["provenance"])
+
+
+def print_provenance(console: Console, prov: dict) -> None:
+    """Who made a store from what: ``Provenance.to_dict()`` as a few lines."""
     console.print(f"made by {prov['tool']} on {prov['created']} ({prov['user']}@{prov['host']}): {prov['command']}")
     for s in prov["sources"]:
         console.print(f"  source {s['path']}  {s['size']:,} B  sha256 {(s['sha256'] or '-')[:16]}")

@@ -183,10 +183,9 @@ def show(ref: str = REF, catalog: Optional[Path] = CATALOG, as_json: bool = JSON
             values = ("-",) * 4 if s is None else tuple("-" if v is None else f"{v:.6g}" for v in (s.mean, s.std, s.min, s.max))
             table.add_row(f.name, of, f.unit, *values)
     console.print(table)
-    prov = entry.provenance
-    console.print(f"made by {prov.tool} on {prov.created} ({prov.user}@{prov.host}): {prov.command}")
-    for src in prov.sources:
-        console.print(f"  source {src.path}  {src.size:,} B  sha256 {(src.sha256 or '-')[:16]}")
+    from ._render import print_provenance
+
+    print_provenance(console, entry.provenance.to_dict())
 
 
 @app.command("remove")
