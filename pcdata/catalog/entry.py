@@ -195,10 +195,7 @@ class CatalogEntry:
         d = c.mapping(obj, "top level", {"format", "format_version", "name", "version", "path", "kind", "coords",
                                          "num_clouds", "num_points", "point_features", "cloud_features", "fragments"},
                       {"stats", "provenance", "fingerprint", "registered"})
-        if d["format"] != ENTRY_FORMAT:
-            raise c.fail("format", f"expected {ENTRY_FORMAT!r}, found {d['format']!r}")
-        if d["format_version"] != ENTRY_FORMAT_VERSION:
-            raise c.fail("format_version", f"this pcdata reads version {ENTRY_FORMAT_VERSION}, found {d['format_version']!r}")
+        c.header(d, ENTRY_FORMAT, ENTRY_FORMAT_VERSION, version_key="format_version")
 
         def items(key: str, kind: type) -> Any:
             value = d.get(key, kind())
@@ -272,10 +269,7 @@ class CatalogConfig:
         """Validate and build from the parsed ``catalog.yaml``."""
         c = _Checker(source)
         d = c.mapping(obj, "top level", {"format", "version", "allowed_roots"}, set())
-        if d["format"] != CONFIG_FORMAT:
-            raise c.fail("format", f"expected {CONFIG_FORMAT!r}, found {d['format']!r}")
-        if d["version"] != CONFIG_VERSION:
-            raise c.fail("version", f"this pcdata reads version {CONFIG_VERSION}, found {d['version']!r}")
+        c.header(d, CONFIG_FORMAT, CONFIG_VERSION)
         roots = d["allowed_roots"]
         if not isinstance(roots, list) or not roots:
             raise c.fail("allowed_roots", f"expected a non-empty list of absolute paths, found {roots!r}")

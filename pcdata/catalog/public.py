@@ -76,6 +76,13 @@ class _Checker:
             raise self.fail(f"{where}.{unknown[0]}", "unknown field")
         return obj
 
+    def header(self, d: Mapping[str, Any], fmt: str, version: int, version_key: str = "version") -> None:
+        """The document's format name and version must be the ones this pcdata reads."""
+        if d["format"] != fmt:
+            raise self.fail("format", f"expected {fmt!r}, found {d['format']!r}")
+        if d[version_key] != version:
+            raise self.fail(version_key, f"this pcdata reads version {version}, found {d[version_key]!r}")
+
     def string(self, obj: Any, where: str, pattern: re.Pattern | None = None, expected: str = "") -> str:
         if not isinstance(obj, str) or not obj.strip():
             raise self.fail(where, f"expected a non-empty string, found {obj!r}")
@@ -287,10 +294,7 @@ class PublicCatalog:
         """Validate and build from the parsed catalog document."""
         c = _Checker(source)
         d = c.mapping(obj, "top level", {"format", "version", "datasets"}, set())
-        if d["format"] != CATALOG_FORMAT:
-            raise c.fail("format", f"expected {CATALOG_FORMAT!r}, found {d['format']!r}")
-        if d["version"] != CATALOG_VERSION:
-            raise c.fail("version", f"this pcdata reads version {CATALOG_VERSION}, found {d['version']!r}")
+        c.header(d, CATALOG_FORMAT, CATALOG_VERSION)
         items = d["datasets"]
         if not isinstance(items, list):
             raise c.fail("datasets", f"expected a list, found {type(items).__name__}")
