@@ -249,13 +249,15 @@ class RootJetSource:
         arrays = _read(f.path, f.tree, [*jagged, s.jet_pt, s.jet_eta, s.jet_phi, s.jet_energy, *self.labels], start, stop)
         counts = _counts(f.path, arrays, jagged, start)
         jet = {k: np.asarray(arrays[getattr(s, k)], dtype=np.float64) for k in ("jet_pt", "jet_eta", "jet_phi", "jet_energy")}
-        rep = {k: np.repeat(v, counts)[:, None] for k, v in jet.items()}
+        # The jet axis repeated for each constituent; the coordinate functions broadcast it over a
+        # trailing axis, so constituents travel as [n, 1] columns.
+        axis = {k: np.repeat(jet[k], counts) for k in ("jet_pt", "jet_eta", "jet_phi")}
         if self.mode == "four-vector":
             pt, eta, phi, _ = pxpypze_to_ptetaphim(*(_flat(arrays, b)[:, None] for b in jagged))
-            etarel, phirel, ptrel = to_relative(pt, eta, phi, rep["jet_pt"][:, 0], rep["jet_eta"][:, 0], rep["jet_phi"][:, 0])
+            etarel, phirel, ptrel = to_relative(pt, eta, phi, axis["jet_pt"], axis["jet_eta"], axis["jet_phi"])
         else:
             etarel, phirel = _flat(arrays, s.deta)[:, None], wrap_phi(_flat(arrays, s.dphi)[:, None])
-            ptrel = _flat(arrays, s.pt)[:, None] / rep["jet_pt"]
+            ptrel = _flat(arrays, s.pt)[:, None] / axis["jet_pt"][:, None]
         points = np.concatenate([etarel, phirel, ptrel], axis=1).astype(np.float32)
         bad = ~np.isfinite(points).all(axis=1)
         if bad.any():
