@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "write_json_atomic", "file_digest", "file_sha256", "remove_tree", "temp_sibling"]
+__all__ = ["read_yaml_mapping", "atomic_path", "write_json_atomic", "file_digest", "file_sha256", "remove_tree", "temp_sibling"]
 
 
 def temp_sibling(path: str | os.PathLike, tag: str = "tmp") -> Path:
@@ -66,3 +66,26 @@ def remove_tree(path: str | os.PathLike) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
+
+
+def read_yaml_mapping(path: str | os.PathLike, *, what: str, error: type[Exception], allow_empty: bool = False) -> dict:
+    """A YAML file that must hold a mapping, or ``error`` with one line naming the file.
+
+    Args:
+        what: what the file is, for messages (``"config file"`` gives "no such config file").
+        error: the exception class to raise (the caller's error family).
+        allow_empty: an empty file is an empty mapping instead of an error.
+    """
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as err:
+        raise error(f"{path}: no such {what}") from err
+    except yaml.YAMLError as err:
+        raise error(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
+    if doc is None and allow_empty:
+        return {}
+    if not isinstance(doc, dict):
+        raise error(f"{path}: a {what} must hold a YAML mapping")
+    return doc

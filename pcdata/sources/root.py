@@ -26,6 +26,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from .._io import read_yaml_mapping
 from ..clouds import Clouds
 from ..errors import SourceError
 from ..geometry.jets import mass_from_energy, pxpypze_to_ptetaphim, to_relative, wrap_phi
@@ -75,16 +76,7 @@ def load_mapping(path: str | os.PathLike) -> dict[str, Any]:
     """Read a branch-mapping YAML file: ``layout: jets|collection``, ``tree``, and either the
     :class:`JetTreeSpec` field names under ``branches:`` or ``collection``, ``features`` and
     ``event_fields``."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError as err:
-        raise SourceError(f"{path}: no such mapping file") from err
-    except yaml.YAMLError as err:
-        raise SourceError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
-    if not isinstance(doc, dict):
-        raise SourceError(f"{path}: a mapping file must hold a YAML mapping")
+    doc = read_yaml_mapping(path, what="mapping file", error=SourceError)
     allowed = {"layout", "tree", "branches", "collection", "features", "event_fields"}
     unknown = set(doc) - allowed
     if unknown:

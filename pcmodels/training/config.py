@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any, Literal
+
+from pcdata._io import read_yaml_mapping
 
 from ..errors import ConfigError
 
@@ -98,18 +99,9 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Trai
 
     ``epochs`` and ``steps`` replace each other: giving one clears the other.
     """
-    import yaml
-
     d: dict[str, Any] = {}
     if path is not None:
-        try:
-            d = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError as err:
-            raise ConfigError(f"{path}: no such config file") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
-        if not isinstance(d, dict):
-            raise ConfigError(f"{path}: a config file must hold a YAML mapping")
+        d = dict(read_yaml_mapping(path, what="config file", error=ConfigError, allow_empty=True))
     given = {k: v for k, v in overrides.items() if v is not None}
     if "epochs" in given:
         d.pop("steps", None)
