@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from ..store.reader import Store, open_store
 from .order import METHOD, EpochPlan, ShuffleOptions, block_starts, hash_seed, plan_epoch, share
 from .transforms import BindContext, Compose, Transform
-from .window import Arena, WindowReader, pad_batch
+from .window import RingReader, pad_batch
 from .world import detect_ranks, detect_worker
 
 __all__ = ["PointCloudLoader", "WorkerOptions"]
@@ -88,23 +88,21 @@ class _Source:
                       else np.zeros((s.num_clouds, 0), dtype=np.float32))
         self._plan: tuple[int, EpochPlan] | None = None
         self._rows: np.ndarray | None = None
-        self._arena: Arena | None = None  # kept from epoch to epoch
+        self._ring: np.ndarray | None = None  # the reader's ring, kept from epoch to epoch
 
     def cached_rows(self) -> np.ndarray:
         """Every point of the store (the loaded features), decoded once and kept."""
         if self._rows is None:
-            points = self.store.read_points(0, self.store.num_points)
-            rows = np.zeros((len(points) + self.slack, len(self.spec.features)), dtype=np.float32)
-            rows[: len(points)] = points if self.columns is None else points[:, self.columns]
-            self._rows = rows
+            s = self.store
+            if self.columns is None:
+                self._rows = s.read_points(0, s.num_points)
+            else:  # a fragment at a time, so only the kept columns are ever held whole
+                rows = np.empty((s.num_points, len(self.columns)), dtype=np.float32)
+                bases = np.cumsum([0] + [f.num_points for f in s.fragments])
+                for a, b in zip(bases[:-1], bases[1:]):
+                    rows[a:b] = s.read_points(a, b)[:, self.columns]
+                self._rows = rows
         return self._rows
-
-    @property
-    def slack(self) -> int:
-        """Rows to keep past the last cloud so that padded reads stay inside the array."""
-        if self.spec.pad is not None:
-            return self.spec.pad
-        return int(self.counts[self.selection].max(initial=0))
 
     def plan(self, epoch: int) -> EpochPlan:
         if self._plan is None or self._plan[0] != epoch:
@@ -116,13 +114,11 @@ class _Source:
 
     def _batch(self, rows: np.ndarray, first_row: np.ndarray, ids: np.ndarray, pad: int | None) -> dict:
         counts = self.counts[ids]
-        points, mask = pad_batch(rows, first_row, counts, pad)
-        # Every tensor in torch-allocated (64-byte aligned) memory: DLPack consumers such as JAX
-        # then take it without a copy.
-        cloud = torch.empty((len(ids), self.cloud.shape[1]), dtype=torch.float32)
-        np.take(self.cloud, ids, axis=0, out=cloud.numpy())
-        return {"points": points, "mask": mask, "cloud": cloud, "index": torch.tensor(ids, dtype=torch.int64),
-                "counts": torch.tensor(counts, dtype=torch.int64)}
+        points, mask, cloud, _ = pad_batch(rows, first_row, counts, pad, self.cloud, ids)
+        # index and counts wrap the fresh numpy arrays (no copy); points, mask and cloud are in
+        # torch-allocated (64-byte aligned) memory, which DLPack consumers such as JAX take as is.
+        return {"points": points, "mask": mask, "cloud": cloud, "index": torch.from_numpy(ids),
+                "counts": torch.from_numpy(counts)}
 
     def _positions(self, plan: EpochPlan, batch_ids: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
         """(batch, cloud ids, rows, first row of each cloud) for each batch of this worker."""
@@ -132,15 +128,15 @@ class _Source:
                 ids = plan.seq[plan.batch(int(k))]
                 yield int(k), ids, rows, self.offsets[ids]
             return
-        # Take the arena while streaming, so that a second iterator running at the same time gets its own.
-        arena, self._arena = self._arena, None
-        reader = WindowReader(plan, batch_ids, self.offsets, self.store.read_points, self.columns,
-                              len(self.spec.features), slack=self.slack, arena=arena)
+        # Take the ring while streaming, so that a second iterator running at the same time gets its own.
+        ring, self._ring = self._ring, None
+        reader = RingReader(plan, batch_ids, self.offsets, self.store.read_points, len(self.store.point_features),
+                            self.columns, rows=ring)
         try:
             for k, pos in reader:
-                yield k, plan.seq[pos], reader.arena.rows, reader.first_row[pos]
+                yield k, plan.seq[pos], reader.rows, reader.first_row[pos]
         finally:
-            self._arena = reader.arena
+            self._ring = reader.rows
 
     def batches(self, epoch: int, batch_ids: np.ndarray) -> Iterator[dict]:
         sp, plan = self.spec, self.plan(epoch)
@@ -157,8 +153,7 @@ class _Source:
         sel = self.selection
         ids = sel[np.linspace(0, len(sel) - 1, num=min(max_clouds, len(sel))).astype(np.int64)] if len(sel) else sel
         clouds = self.store.take(ids, fields=[])
-        rows = np.zeros((clouds.num_points + int(clouds.counts.max(initial=0)), len(self.spec.features)), dtype=np.float32)
-        rows[: clouds.num_points] = clouds.points if self.columns is None else clouds.points[:, self.columns]
+        rows = clouds.points if self.columns is None else clouds.points[:, self.columns]
         return self._batch(rows, clouds.offsets[:-1], ids, None)
 
 
@@ -379,8 +374,6 @@ class PointCloudLoader:
     def _dataloader(self, epoch: int, start: int) -> DataLoader:
         w = self.worker_options
         stream = _Stream(self._spec, epoch, start, self._source)
-        if self.num_workers == 0:
-            return DataLoader(stream, batch_size=None, num_workers=0, pin_memory=w.pin_memory)
         return DataLoader(stream, batch_size=None, num_workers=self.num_workers, prefetch_factor=w.prefetch,
                           pin_memory=w.pin_memory, multiprocessing_context=w.start_method, timeout=w.timeout,
                           persistent_workers=False)
@@ -388,9 +381,18 @@ class PointCloudLoader:
     def __iter__(self) -> Iterator[dict]:
         epoch, start = self._epoch, self._consumed
         pad = self._spec.pad
-        for batch in self._dataloader(epoch, start):
+        if self.num_workers == 0:
+            # In-process: the stream itself. A DataLoader around it would only add its per-batch
+            # overhead (a tenth of the time at a few thousand batches a second).
+            batches = iter(_Stream(self._spec, epoch, start, self._source))
+            if self.worker_options.pin_memory and torch.cuda.is_available():
+                batches = ({k: v.pin_memory() for k, v in b.items()} for b in batches)
+        else:
+            batches = iter(self._dataloader(epoch, start))
+        for batch in batches:
             self._consumed += 1
             if pad is not None:
-                self.points_truncated += int((batch["counts"] - pad).clamp_(min=0).sum())
+                counts = batch["counts"].numpy()
+                self.points_truncated += int(counts.sum() - np.minimum(counts, pad).sum())
             yield batch
         self._epoch, self._consumed = epoch + 1, 0

@@ -1,14 +1,22 @@
-"""Reading one worker's batches: pieces decoded into an arena, batches padded out of it.
+"""Reading one worker's batches: pieces decoded into a ring by a background thread, batches padded out of it.
 
-A worker knows its whole schedule for the epoch (:func:`~pcdata.loaders.order.share`), so it
-decodes each piece it needs exactly once, at the first batch that uses it, and frees it after the
-last: the live set is the shuffle buffer's window, never the store. Everything per cloud is numpy
-index arithmetic over whole batches; the only Python loops run over pieces (tens per batch at most).
+A worker knows its whole schedule for the epoch (:func:`~pcdata.loaders.order.share`): which
+batch first and last needs each piece. :func:`plan_ring` places every piece in a ring of rows
+before the epoch starts, so that a piece only overwrites pieces whose last batch comes before its
+first one. A reader thread then decodes pieces straight into their place, in load order, running
+ahead as far as the ring allows, while this thread pads batches out of the ring: decoding
+(Blosc, which releases the GIL) and padding (a compiled loop, which releases it too) overlap on
+two cores, and no row is copied twice, moved, or written to freshly allocated memory (first
+touches of new pages cost more than the decode on a VM).
+
+Per cloud everything is whole-array arithmetic; the only Python loops run over pieces (tens per
+batch at most).
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
@@ -16,7 +24,7 @@ import torch
 
 from .order import EpochPlan
 
-__all__ = ["Arena", "WindowReader", "pad_batch", "flat_batch_positions"]
+__all__ = ["RingPlan", "plan_ring", "RingReader", "pad_batch", "flat_batch_positions"]
 
 
 def flat_batch_positions(plan: EpochPlan, batch_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -29,212 +37,294 @@ def flat_batch_positions(plan: EpochPlan, batch_ids: np.ndarray) -> tuple[np.nda
     return plan.order[idx], bounds
 
 
-class Arena:
-    """Rows of decoded points for the live pieces, with bump allocation and compaction.
+@dataclass(frozen=True)
+class RingPlan:
+    """Where each piece of one worker's epoch lives in the ring, and when it may be written.
 
-    Freed pieces leave holes; when the next piece does not fit, live pieces are moved down
-    (and the array doubled if still too small). Each point is copied at most about once more
-    than it is decoded, and :meth:`put` reports the moves so the caller can update its index.
+    Attributes:
+        loads: pieces in the order the reader decodes them (by the first batch that needs them).
+        load_at: ``loads[load_at[t]:load_at[t + 1]]`` are first needed by step ``t``.
+        lo: first ring row of each load.
+        ready: a load may be written once steps ``0..ready`` are done (-1: at once): the last
+            step that reads a piece it overwrites.
+        src: ``(p0, p1)`` store rows of each load's block.
+        gather: per load, rows of the block to keep (None: the whole block).
+        first_row: ring row of each position of ``plan.seq`` (of this worker's pieces).
+        capacity: rows the ring needs.
     """
 
-    def __init__(self, width: int, capacity: int = 1 << 16, slack: int = 0):
-        # ``slack`` rows past the capacity are never written: reading N rows from any start stays
-        # inside the array (see :func:`pad_batch`).
-        self.slack = slack
-        self.rows = np.zeros((max(capacity, 1) + slack, width), dtype=np.float32)
-        self.top = 0
-        self.live: dict[int, tuple[int, int]] = {}
-
-    def fits(self, width: int, capacity: int, slack: int) -> bool:
-        return self.rows.shape[1] == width and self.slack >= slack and len(self.rows) - self.slack >= capacity
-
-    def clear(self) -> None:
-        self.top, self.live = 0, {}
-
-    def put(self, piece: int, data: np.ndarray) -> tuple[int, dict[int, int]]:
-        """Store ``data`` for ``piece``; returns its first row and ``{piece: shift}`` of moved pieces."""
-        moved: dict[int, int] = {}
-        need = len(data)
-        if self.top + need > len(self.rows) - self.slack:
-            moved = self._compact(need)
-        lo = self.top
-        self.rows[lo : lo + need] = data
-        self.top += need
-        self.live[piece] = (lo, lo + need)
-        return lo, moved
-
-    def free(self, piece: int) -> None:
-        lo, hi = self.live.pop(piece)
-        if hi == self.top:  # the newest piece: reuse its rows at once
-            self.top = max((h for _, h in self.live.values()), default=0)
-
-    def _compact(self, need: int) -> dict[int, int]:
-        live = sorted(self.live.items(), key=lambda kv: kv[1][0])
-        used = sum(hi - lo for _, (lo, hi) in live)
-        target = self.rows
-        if used + need > (len(self.rows) - self.slack) // 2:
-            # Keep at least half free after compaction, so compactions stay rare.
-            target = np.zeros((2 * (used + need) + self.slack, self.rows.shape[1]), dtype=np.float32)
-        moved, top = {}, 0
-        for piece, (lo, hi) in live:
-            if lo != top or target is not self.rows:
-                target[top : top + hi - lo] = self.rows[lo:hi]  # moves down: numpy handles the overlap
-                moved[piece] = top - lo
-            self.live[piece] = (top, top + hi - lo)
-            top += hi - lo
-        self.rows, self.top = target, top
-        return moved
+    loads: np.ndarray
+    load_at: np.ndarray
+    lo: np.ndarray
+    ready: np.ndarray
+    src: np.ndarray
+    gather: list[np.ndarray | None]
+    first_row: np.ndarray
+    capacity: int
 
 
-class WindowReader:
+def plan_ring(plan: EpochPlan, batch_ids: np.ndarray, positions: np.ndarray, bounds: np.ndarray,
+              offsets: np.ndarray, capacity: int = 0) -> RingPlan:
+    """Place the pieces of a worker's batches in a ring of at least ``capacity`` rows.
+
+    Args:
+        plan: the epoch plan.
+        batch_ids: the worker's batches in the order it yields them.
+        positions, bounds: :func:`flat_batch_positions` of those batches.
+        offsets: the store's global offsets.
+        capacity: the ring's current size (a larger one is planned when needed).
+    """
+    steps = len(batch_ids)
+    t_of = np.repeat(np.arange(steps), np.diff(bounds))
+    pieces = plan.piece[positions]
+    uniq, first = np.unique(pieces, return_index=True)
+    _, last_rev = np.unique(pieces[::-1], return_index=True)
+    first_t, last_t = t_of[first], t_of[len(pieces) - 1 - last_rev]
+    by_first = np.argsort(first_t, kind="stable")
+    loads, first_t, last_t = uniq[by_first], first_t[by_first], last_t[by_first]
+    load_at = np.searchsorted(first_t, np.arange(steps + 1))
+
+    # Each piece is a run of ascending store clouds: one block read [p0, p1). A split that keeps a
+    # small part of the block stores only its clouds' rows.
+    ps, seq = plan.piece_starts, plan.seq
+    a, c = ps[loads], ps[loads + 1]
+    p0, p1 = offsets[seq[a]], offsets[seq[c - 1] + 1]
+    seq_counts = offsets[seq + 1] - offsets[seq]
+    csum = np.concatenate([[0], np.cumsum(seq_counts)])
+    kept = csum[c] - csum[a]
+    filtered = kept < 0.9 * (p1 - p0)
+    size = np.where(filtered, kept, p1 - p0)
+
+    # Twice the peak of live rows leaves the reader room to run ahead of the batches.
+    live = np.zeros(steps + 1, dtype=np.int64)
+    np.add.at(live, first_t, size)
+    np.add.at(live, last_t + 1, -size)
+    peak = int(np.cumsum(live).max(initial=0))
+    lo, ready, capacity = _place(size, first_t, last_t, max(int(capacity), 2 * peak, 1))
+
+    # Ring row of every position of these pieces: the piece's place plus the cloud's row in it.
+    first_row = np.zeros(len(seq), dtype=np.int64)
+    gather: list[np.ndarray | None] = []
+    for j in range(len(loads)):
+        span = slice(int(a[j]), int(c[j]))
+        ids = seq[span]
+        if filtered[j]:
+            counts = seq_counts[span]
+            local = csum[span] - csum[a[j]]
+            gather.append(np.repeat(offsets[ids] - p0[j] - local, counts) + np.arange(int(kept[j]), dtype=np.int64))
+        else:
+            local = offsets[ids] - p0[j]
+            gather.append(None)
+        first_row[span] = lo[j] + local
+    return RingPlan(loads, load_at, lo, ready, np.stack([p0, p1], axis=1), gather, first_row, capacity)
+
+
+def _place(size: np.ndarray, first_t: np.ndarray, last_t: np.ndarray, capacity: int
+           ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Ring rows and ready steps of each load; doubles the capacity until every load fits.
+
+    A load goes at the ring's head (wrapping to 0 when it would pass the end) and must only
+    overwrite pieces whose last step comes before its own first step: otherwise the reader would
+    wait for a step that waits for it.
+    """
+    capacity = max(capacity, 2 * int(size.max(initial=1)))
+    while True:
+        lo = np.zeros(len(size), dtype=np.int64)
+        ready = np.full(len(size), -1, dtype=np.int64)
+        regions: list[list[int]] = []  # [lo, hi, last step] of the newest occupant of each ring range
+        head, ok = 0, True
+        for j in range(len(size)):
+            r = int(size[j])
+            if head + r > capacity:
+                head = 0
+            a, b = head, head + r
+            keep, worst = [], -1
+            for reg in regions:
+                if reg[1] <= a or reg[0] >= b:
+                    keep.append(reg)
+                    continue
+                worst = max(worst, reg[2])
+                if reg[0] < a:
+                    keep.append([reg[0], a, reg[2]])
+                if reg[1] > b:
+                    keep.append([b, reg[1], reg[2]])
+            if worst >= first_t[j]:
+                ok = False
+                break
+            if r:
+                keep.append([a, b, int(last_t[j])])
+            regions, lo[j], ready[j], head = keep, a, worst, b
+        if ok:
+            return lo, ready, capacity
+        capacity *= 2
+
+
+class RingReader:
     """Yields a worker's batches as (global batch id, positions into ``plan.seq``), with the
-    points of every position decoded into :attr:`arena` and located by :attr:`first_row`.
+    points of every position decoded into :attr:`rows` at :attr:`first_row`.
 
     Args:
         plan: the epoch plan.
         batch_ids: this worker's global batches, in the order it yields them.
         offsets: global offsets of the store ``[num_clouds + 1]``.
-        read_points: ``(start, stop) -> float32 [stop - start, F]`` rows of the store's points.
+        read_points: ``(start, stop, out) -> out``: store rows decoded into ``out``.
+        store_width: point features of the store.
         columns: point feature columns to keep (None: all).
-        width: number of columns kept.
-        slack: rows kept free past the arena's end (the padded length, for :func:`pad_batch`).
-        read_ahead: pieces decoded ahead in a background thread (beyond the one needed next).
-        arena: an arena to reuse (from the previous epoch), if it is big enough.
+        rows: the ring of the previous epoch, reused when big enough (its pages are mapped).
     """
 
     def __init__(self, plan: EpochPlan, batch_ids: np.ndarray, offsets: np.ndarray,
-                 read_points: Callable[[int, int], np.ndarray], columns: np.ndarray | None, width: int,
-                 slack: int = 0, read_ahead: int = 2, arena: Arena | None = None):
-        self.plan, self.batch_ids, self.offsets = plan, np.asarray(batch_ids, dtype=np.int64), offsets
-        self.read_ahead = read_ahead
-        self.read_points, self.columns = read_points, columns
-        self.first_row = np.zeros(len(plan.seq), dtype=np.int64)
+                 read_points: Callable[[int, int, np.ndarray], np.ndarray], store_width: int,
+                 columns: np.ndarray | None, rows: np.ndarray | None = None):
+        self.plan, self.batch_ids = plan, np.asarray(batch_ids, dtype=np.int64)
+        self.read_points, self.store_width, self.columns = read_points, store_width, columns
+        width = store_width if columns is None else len(columns)
         self.positions, self.bounds = flat_batch_positions(plan, self.batch_ids)
-        peak = self._schedule()
-        # Twice the peak of live rows: compaction then never needs to grow the arena and moves
-        # each row at most about once. An arena from an earlier epoch is reused when big enough:
-        # its memory is already mapped (fresh pages cost a fault each on first touch).
-        if arena is not None and arena.fits(width, 2 * peak, slack):
-            arena.clear()
-            self.arena = arena
-        else:
-            self.arena = Arena(width, capacity=2 * peak, slack=slack)
+        reuse = rows is not None and rows.shape[1] == width
+        self.ring = plan_ring(plan, self.batch_ids, self.positions, self.bounds, offsets,
+                              capacity=len(rows) if reuse else 0)
+        self.rows = rows if reuse and len(rows) >= self.ring.capacity else np.zeros((self.ring.capacity, width), np.float32)
+        self.first_row = self.ring.first_row
+        self._cond = threading.Condition()
+        self._produced = 0  # loads written
+        self._done = 0  # steps whose batch was taken
+        self._error: BaseException | None = None
+        self._stop = False
 
-    def _schedule(self) -> int:
-        """Plan loads and frees; returns the peak number of live rows."""
-        # First and last batch (in this worker's sequence) that touch each piece.
-        t_of = np.repeat(np.arange(len(self.batch_ids)), np.diff(self.bounds))
-        pieces = self.plan.piece[self.positions]
-        uniq, first = np.unique(pieces, return_index=True)
-        _, last_rev = np.unique(pieces[::-1], return_index=True)
-        first_t, last_t = t_of[first], t_of[len(pieces) - 1 - last_rev]
-        by_first, by_last = np.argsort(first_t, kind="stable"), np.argsort(last_t, kind="stable")
-        steps = np.arange(len(self.batch_ids) + 1)
-        self._loads = (uniq[by_first], np.searchsorted(first_t[by_first], steps))
-        self._frees = (uniq[by_last], np.searchsorted(last_t[by_last], steps))
-        plan, off = self.plan, self.offsets
-        a, c = plan.piece_starts[uniq], plan.piece_starts[uniq + 1] - 1
-        rows = off[plan.seq[c] + 1] - off[plan.seq[a]]  # an upper bound: the block's whole range
-        live = np.zeros(len(self.batch_ids) + 1, dtype=np.int64)
-        np.add.at(live, first_t, rows)
-        np.add.at(live, last_t + 1, -rows)
-        return int(np.cumsum(live).max(initial=0))
+    def _decode(self, j: int, scratch: list[np.ndarray]) -> None:
+        """Load ``j`` into its ring rows (runs in the reader thread)."""
+        r = self.ring
+        p0, p1 = (int(v) for v in r.src[j])
+        gather, cols = r.gather[j], self.columns
+        dest = self.rows[r.lo[j] : r.lo[j] + (p1 - p0 if gather is None else len(gather))]
+        if gather is None and cols is None:
+            self.read_points(p0, p1, dest)  # whole chunks decode straight into the ring
+            return
+        # A part of the block, or some of its columns: decode into a reused buffer, then pick.
+        block = self.read_points(p0, p1, _buffer(scratch, 0, (p1 - p0, self.store_width)))
+        if gather is not None:
+            block = np.take(block, gather, axis=0, mode="clip",
+                            out=dest if cols is None else _buffer(scratch, 1, (len(gather), self.store_width)))
+        if cols is not None:
+            np.take(block, cols, axis=1, out=dest, mode="clip")
 
-    def _read(self, piece: int) -> tuple[np.ndarray, np.ndarray]:
-        """Decode one piece: its rows and the first row of each of its clouds (runs in a thread)."""
-        plan, off = self.plan, self.offsets
-        ids = plan.seq[plan.piece_starts[piece] : plan.piece_starts[piece + 1]]  # ascending: one block, store order
-        p0, p1 = int(off[ids[0]]), int(off[ids[-1] + 1])
-        data = self.read_points(p0, p1)
-        counts = off[ids + 1] - off[ids]
-        kept = int(counts.sum())
-        if kept < 0.9 * (p1 - p0):
-            # A split keeps a fraction of the block: store only its clouds' rows.
-            first = np.cumsum(counts) - counts
-            rows = np.repeat(off[ids] - p0 - first, counts) + np.arange(kept, dtype=np.int64)
-            data, local = data[rows], first
-        else:
-            local = off[ids] - p0
-        if self.columns is not None:
-            data = data[:, self.columns]
-        return data, local
-
-    def _place(self, piece: int, data: np.ndarray, local: np.ndarray) -> None:
-        plan = self.plan
-        lo, moved = self.arena.put(piece, data)
-        self.first_row[plan.piece_starts[piece] : plan.piece_starts[piece + 1]] = lo + local
-        for other, shift in moved.items():
-            self.first_row[plan.piece_starts[other] : plan.piece_starts[other + 1]] += shift
+    def _run(self) -> None:
+        scratch: list[np.ndarray] = []
+        try:
+            for j in range(len(self.ring.loads)):
+                with self._cond:
+                    while self._done <= self.ring.ready[j] and not self._stop:
+                        self._cond.wait()
+                    if self._stop:
+                        return
+                self._decode(j, scratch)
+                with self._cond:
+                    self._produced = j + 1
+                    self._cond.notify_all()
+        except BaseException as err:  # handed to the consuming thread, which raises it
+            with self._cond:
+                self._error = err
+                self._cond.notify_all()
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
-        load_ids, load_at = self._loads
-        free_ids, free_at = self._frees
-        # Decoding (Blosc, in zarr's threads) releases the GIL: read the next pieces in a thread
-        # while this one pads batches, so the two overlap on separate cores.
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcdata-read")
-        pending: dict[int, Future] = {}
-        ahead = 0
+        load_at = self.ring.load_at
+        thread = threading.Thread(target=self._run, name="pcdata-read", daemon=True)
+        thread.start()
         try:
             for t, k in enumerate(self.batch_ids):
-                # Everything this batch needs, plus up to read_ahead pieces of the next ones.
-                while ahead < len(load_ids) and (ahead < load_at[t + 1] or len(pending) <= self.read_ahead):
-                    pending[int(load_ids[ahead])] = pool.submit(self._read, int(load_ids[ahead]))
-                    ahead += 1
-                for piece in load_ids[load_at[t] : load_at[t + 1]]:
-                    self._place(int(piece), *pending.pop(int(piece)).result())
+                with self._cond:
+                    while self._produced < load_at[t + 1] and self._error is None:
+                        self._cond.wait()
+                    if self._error is not None:
+                        raise self._error
                 yield int(k), self.positions[self.bounds[t] : self.bounds[t + 1]]
-                for piece in free_ids[free_at[t] : free_at[t + 1]]:
-                    self.arena.free(int(piece))
+                with self._cond:  # the caller has taken batch t: its rows may be overwritten
+                    self._done = t + 1
+                    self._cond.notify_all()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            with self._cond:
+                self._stop = True
+                self._cond.notify_all()
+            thread.join()
 
 
-def pad_batch(rows: np.ndarray, first_row: np.ndarray, counts: np.ndarray, pad: int | None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clouds as zero-padded ``[B, N, F]`` float32 points and a ``[B, N]`` bool mask.
+def _buffer(scratch: list[np.ndarray], k: int, shape: tuple[int, int]) -> np.ndarray:
+    """A reused scratch array of at least ``shape`` (grown, never shrunk), as a view of that shape."""
+    while len(scratch) <= k:
+        scratch.append(np.zeros((0, 0), np.float32))
+    have = scratch[k]
+    if have.shape[1] != shape[1] or len(have) < shape[0]:
+        scratch[k] = have = np.zeros((max(shape[0], 2 * len(have)), shape[1]), np.float32)
+    return have[: shape[0]]
 
-    Each cloud is copied as one block of N rows, the way a padded in-memory tensor is indexed,
-    and the values past its end are then zeroed: a copy per cloud, not per point.
+
+def pad_batch(rows: np.ndarray, first_row: np.ndarray, counts: np.ndarray, pad: int | None,
+              cloud: np.ndarray | None = None, ids: np.ndarray | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Clouds as zero-padded ``[B, N, F]`` float32 points, a ``[B, N]`` bool mask and their fields.
 
     Args:
-        rows: ``[R, F]`` float32 C-contiguous rows holding every cloud's points contiguously, with
-            at least N rows after every cloud's start (the arena and the cache keep that slack).
+        rows: ``[R, F]`` float32 rows holding every cloud's points contiguously.
         first_row: first row of each cloud, ``[B]``.
         counts: points of each cloud, ``[B]``.
         pad: N; None pads to the longest cloud. Longer clouds keep their first N points.
+        cloud, ids: a ``[num_clouds, C]`` float32 table of cloud fields and the batch's rows of it
+            (default: no fields).
 
     Returns:
-        Tensors in torch's 64-byte aligned memory, which JAX's DLPack import takes without a copy.
+        ``(points, mask, fields [B, C], points cut by the padding)``, tensors in torch's 64-byte
+        aligned memory, which JAX's DLPack import takes without a copy.
+
+    Raises:
+        ValueError: a cloud reaches outside ``rows``, or an id outside ``cloud``.
     """
     b, width = len(first_row), rows.shape[1]
     n = int(counts.max(initial=0)) if pad is None else int(pad)
-    kept = np.minimum(counts, n)
-    mask = torch.empty((b, n), dtype=torch.bool)
-    np.copyto(mask.numpy(), _steps(n, True)[n - kept])
+    if cloud is None:
+        cloud, ids = _NO_FIELDS, np.zeros(b, dtype=np.int64)
     points = torch.empty((b, n, width), dtype=torch.float32)
-    if b == 0 or n == 0 or width == 0:
-        return points, mask
-    if int(first_row.max()) + n > len(rows) or not rows.flags.c_contiguous:
-        raise ValueError(f"pad_batch needs {n} rows after every cloud's start in C-contiguous rows")
-    windows = np.lib.stride_tricks.as_strided(rows, shape=(len(rows) - n + 1, n, width),
-                                              strides=(rows.strides[0], rows.strides[0], rows.strides[1]),
-                                              writeable=False)
-    # numpy's gather runs on this thread alone: torch.index_select spreads over the intra-op
-    # threads, which spin and stall when the cores are busy (the read-ahead thread, the model,
-    # other processes). The gathered blocks are then copied into torch's aligned buffer.
-    out = points.numpy()
-    out[...] = windows[first_row]
-    # copyto rather than a multiply by the mask: rows past a cloud may hold anything, NaN included.
-    np.copyto(out.reshape(b, n * width), 0.0, where=_steps(n * width, False)[(n - kept) * width])
-    return points, mask
+    mask = torch.empty((b, n), dtype=torch.bool)
+    fields = torch.empty((b, cloud.shape[1]), dtype=torch.float32)
+    cut = _kernel()(np.ascontiguousarray(rows, dtype=np.float32), first_row, counts, cloud, ids,
+                    points.numpy(), mask.numpy(), fields.numpy())
+    if cut < 0:
+        raise ValueError(f"pad_batch: a cloud reaches past the {len(rows)} rows given, or a field row past {len(cloud)}")
+    return points, mask, fields, int(cut)
 
 
-def _steps(n: int, first: bool) -> np.ndarray:
-    """Rows of ``n`` booleans: row ``s`` is ``first`` for its first ``n - s`` entries, then not.
+_NO_FIELDS = np.zeros((1, 0), dtype=np.float32)
+_ASSEMBLE = None
 
-    Windows over ``[first] * n + [not first] * n``: indexing ``n - k`` gives a row with ``k``
-    leading ``first`` values, so masks of many lengths are built by one gather, with no compare.
+
+def _kernel():
+    """The batch assembly loop, compiled by numba on first use (and cached on disk).
+
+    One pass per cloud with no temporary: its rows copied, the rest zeroed, its mask and fields
+    set. numpy needs several passes and temporaries for the same (a gather of overlapping windows,
+    a copy, a masked zeroing), and per call overheads that add up at thousands of batches a
+    second; the compiled loop also releases the GIL, so the reader thread decodes beside it.
     """
-    template = np.full(2 * n, not first, dtype=bool)
-    template[:n] = first
-    return np.lib.stride_tricks.as_strided(template, shape=(n + 1, n), strides=(1, 1), writeable=False)
+    global _ASSEMBLE
+    if _ASSEMBLE is None:
+        import numba
+
+        @numba.njit(nogil=True, cache=True, boundscheck=False)
+        def assemble(rows, first_row, counts, cloud, ids, points, mask, fields):  # pragma: no cover - compiled
+            b, n, w = points.shape
+            flat = rows.reshape(-1)
+            dense = points.reshape(b, n * w)
+            cut = 0
+            for i in range(b):
+                f, k, c = first_row[i], min(counts[i], n), ids[i]
+                if f < 0 or f + k > rows.shape[0] or c < 0 or c >= cloud.shape[0]:
+                    return -1
+                cut += counts[i] - k
+                dense[i, : k * w] = flat[f * w : (f + k) * w]
+                dense[i, k * w :] = 0.0
+                mask[i, :k] = True
+                mask[i, k:] = False
+                fields[i, :] = cloud[c, :]
+            return cut
+
+        _ASSEMBLE = assemble
+    return _ASSEMBLE

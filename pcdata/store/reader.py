@@ -17,6 +17,7 @@ import numpy as np
 from ..clouds import Clouds, Padded
 from ..errors import NotAStoreError, StoreFormatError, StoreIncompleteError, StoreNotFoundError
 from .format import FeatureStats, FragmentInfo, StoreMeta
+from .chunks import ChunkFile, open_chunks
 from .splits import split_indices
 from .writer import content_checksum, read_root_metadata
 
@@ -90,10 +91,21 @@ class _Fragment:
             self.fields[name] = np.asarray(self._open(f"cloud/{name}")[:])
         return self.fields[name]
 
-    def read_points(self, start: int, stop: int) -> np.ndarray:
-        if stop <= start:
-            return np.zeros((0, self.points.shape[1]), dtype=np.float32)
-        return np.asarray(self.points[start:stop])
+    @cached_property
+    def _points_chunks(self) -> ChunkFile | None:
+        return open_chunks(self.path / "points")
+
+    def read_points(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``start:stop`` of this fragment's points (into ``out`` when given)."""
+        fast = self._points_chunks
+        if fast is not None:
+            return fast.read(start, stop, out)
+        data = (np.zeros((0, self.points.shape[1]), dtype=np.float32) if stop <= start
+                else np.asarray(self.points[start:stop], dtype=np.float32))
+        if out is None:
+            return data
+        out[...] = data
+        return out
 
     def gather(self, local: np.ndarray, names: Sequence[str], point_features: tuple[str, ...]) -> Clouds:
         """Clouds at sorted local indices; reads each run of needed point chunks once."""
@@ -250,24 +262,32 @@ class Store:
             parts.append(first + lo)
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
-    def read_points(self, start: int, stop: int) -> np.ndarray:
+    @cached_property
+    def _point_bases(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum([f.info.num_points for f in self._fragments])]).astype(np.int64)
+
+    def read_points(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
         """Rows ``start:stop`` of the concatenation of all fragments' points, float32 ``[n, F]``.
 
-        One contiguous slice per fragment touched (the loaders read chunk-aligned blocks this way,
-        without the index bookkeeping of :meth:`take`).
+        One contiguous read per fragment touched (the loaders read chunk-aligned blocks this way,
+        without the index bookkeeping of :meth:`take`), decoded into ``out`` when given: a
+        reused buffer avoids first touches of fresh pages, which cost more than the decoding.
         """
         start, stop = max(0, int(start)), min(int(stop), self.num_points)
-        if stop <= start:
-            return np.zeros((0, len(self.point_features)), dtype=np.float32)
-        bases = np.concatenate([[0], np.cumsum([f.info.num_points for f in self._fragments])])
-        parts = []
+        n, width = max(0, stop - start), len(self.point_features)
+        if out is None:
+            out = np.empty((n, width), dtype=np.float32)
+        elif out.shape != (n, width) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be C-contiguous float32 {(n, width)}, got {out.dtype} {out.shape}")
+        bases = self._point_bases
         for k in range(np.searchsorted(bases, start, side="right") - 1, len(self._fragments)):
-            lo, hi = bases[k], bases[k + 1]
+            lo, hi = int(bases[k]), int(bases[k + 1])
             if lo >= stop:
                 break
-            if hi > start:
-                parts.append(self._fragments[k].read_points(max(start, lo) - lo, min(stop, hi) - lo))
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+            a, b = max(start, lo), min(stop, hi)
+            if b > a:
+                self._fragments[k].read_points(a - lo, b - lo, out[a - start : b - start])
+        return out
 
     def iter_fragments(self) -> Iterator[Clouds]:
         """Every committed fragment as :class:`Clouds`, in order."""

@@ -1,0 +1,112 @@
+"""Direct chunk decoding against zarr's own reading of the same arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+from zarr.codecs import BloscCodec, GzipCodec
+
+from pcdata import Clouds, open_store
+from pcdata.errors import StoreFormatError
+from pcdata.store import ChunkSpec, Feature, StoreMeta, write_store
+from pcdata.store.chunks import open_chunks
+
+
+def _array(tmp_path, data, chunk_rows, **kw):
+    kw.setdefault("compressors", BloscCodec(cname="lz4", shuffle="shuffle"))  # the writer's codec
+    path = tmp_path / "a"
+    arr = zarr.create_array(str(path), shape=data.shape, dtype=data.dtype,
+                            chunks=(chunk_rows, *data.shape[1:]), **kw)
+    arr[:] = data
+    return path, arr
+
+
+@pytest.mark.parametrize("compressors", [BloscCodec(cname="lz4", shuffle="shuffle"), BloscCodec(cname="zstd", shuffle="bitshuffle"), None])
+def test_any_row_range_equals_zarr(tmp_path, compressors):
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(1003, 4)).astype(np.float32)  # a partial last chunk
+    path, arr = _array(tmp_path, data, 100, compressors=compressors)
+    chunks = open_chunks(path)
+    assert chunks is not None and chunks.rows == 100 and chunks.compressed == (compressors is not None)
+    for a, b in [(0, 1003), (0, 100), (100, 200), (5, 7), (99, 101), (950, 2000), (37, 812), (500, 500)]:
+        np.testing.assert_array_equal(chunks.read(a, b), data[a:b])
+    out = np.full((300, 4), np.nan, dtype=np.float32)
+    assert chunks.read(250, 550, out) is out
+    np.testing.assert_array_equal(out, data[250:550])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        chunks.read(0, 10, np.zeros((9, 4), np.float32))
+
+
+def test_one_dimensional_and_integer_arrays(tmp_path):
+    data = np.arange(777, dtype=np.int64) * 3
+    path, _ = _array(tmp_path, data, 64)
+    chunks = open_chunks(path)
+    np.testing.assert_array_equal(chunks.read(60, 700), data[60:700])
+
+
+def test_unwritten_chunks_read_as_the_fill_value(tmp_path):
+    data = np.ones((400, 3), np.float32)
+    data[100:200] = 0.0  # zarr does not write a chunk equal to the fill value
+    path, _ = _array(tmp_path, data, 100)
+    assert not (path / "c" / "1" / "0").exists() and (path / "c" / "2" / "0").exists()
+    np.testing.assert_array_equal(open_chunks(path).read(50, 350), data[50:350])
+
+
+def test_other_layouts_are_left_to_zarr(tmp_path):
+    data = np.arange(1200, dtype=np.float32).reshape(400, 3)
+    gz, _ = _array(tmp_path / "gzip", data, 100, compressors=GzipCodec())
+    sharded, _ = _array(tmp_path / "sharded", data, 50, shards=(200, 3))
+    plain, _ = _array(tmp_path / "plain", data, 100)
+    zarr.create_array(str(tmp_path / "cols"), shape=data.shape, dtype=data.dtype, chunks=(100, 1),
+                      compressors=BloscCodec(cname="lz4"))[:] = data
+    assert open_chunks(gz) is None and open_chunks(sharded) is None and open_chunks(tmp_path / "cols") is None
+    assert open_chunks(plain) is not None
+    assert open_chunks(tmp_path / "nothing-here") is None
+
+
+def _store(tmp_path, **chunk_kw):
+    rng = np.random.default_rng(1)
+    counts = rng.integers(1, 40, 500)
+    off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    clouds = Clouds(rng.normal(size=(off[-1], 3)).astype(np.float32), off, {"pt": rng.normal(size=500).astype(np.float32)},
+                    ("a", "b", "c"))
+    meta = StoreMeta(kind="jets", coords="test", point_features=tuple(Feature(f) for f in "abc"),
+                     cloud_features=(Feature("pt"),), fingerprint="chunks-test")
+    write_store(tmp_path / "s", clouds, meta, clouds_per_fragment=200, chunks=ChunkSpec(points_rows=700, **chunk_kw))
+    return open_store(tmp_path / "s"), clouds
+
+
+def test_store_reads_across_fragments_into_a_buffer(tmp_path):
+    store, clouds = _store(tmp_path)
+    assert store._fragments[0]._points_chunks is not None  # the writer's layout takes the direct path
+    out = np.zeros((5000, 3), np.float32)
+    a = int(clouds.offsets[150])
+    got = store.read_points(a, a + 5000, out)  # spans the first fragment boundary (cloud 200)
+    assert got is out
+    np.testing.assert_array_equal(out, clouds.points[a : a + 5000])
+    np.testing.assert_array_equal(store.read_points(0, store.num_points), clouds.points)
+    with pytest.raises(ValueError, match="float32"):
+        store.read_points(0, 10, np.zeros((10, 3), np.float64))
+
+
+def test_a_damaged_chunk_names_its_file(tmp_path):
+    store, clouds = _store(tmp_path)
+    chunk = tmp_path / "s" / "fragments" / store.fragments[1].id / "points" / "c" / "1" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:40])
+    with pytest.raises(StoreFormatError, match=str(chunk)):
+        open_store(tmp_path / "s").read_points(0, store.num_points)
+    chunk.write_bytes(b"not blosc at all, but long enough")
+    with pytest.raises(StoreFormatError, match="damaged Blosc chunk"):
+        open_store(tmp_path / "s").read_points(0, store.num_points)
+
+
+def test_a_fragment_in_another_layout_is_read_through_zarr(tmp_path):
+    store, clouds = _store(tmp_path)
+    frag = tmp_path / "s" / "fragments" / store.fragments[0].id
+    points = np.asarray(zarr.open_array(str(frag), path="points", mode="r")[:])
+    zarr.create_array(str(frag / "points"), shape=points.shape, dtype="float32", chunks=(300, 3),
+                      compressors=GzipCodec(), overwrite=True)[:] = points
+    reopened = open_store(tmp_path / "s")
+    assert reopened._fragments[0]._points_chunks is None and reopened._fragments[1]._points_chunks is not None
+    np.testing.assert_array_equal(reopened.read_points(0, reopened.num_points), clouds.points)
