@@ -1,7 +1,7 @@
 """The streaming loader: :class:`PointCloudLoader`, one store to padded torch batches.
 
-The global order of an epoch is defined first (:mod:`.order`), then each rank and DataLoader
-worker produces its own share of the batches (:mod:`.window`), so the stream is the same for any
+The global order of an epoch is defined first (:mod:`.order`), then each rank and worker
+process produces its own share of the batches (:mod:`.window`), so the stream is the same for any
 number of ranks and workers, and a small state dict (epoch, seed, batches consumed) resumes it
 mid-epoch.
 """
@@ -14,12 +14,12 @@ from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset
 
 from ..store.reader import Store, open_store
 from .order import METHOD, EpochPlan, ShuffleOptions, block_starts, hash_seed, plan_epoch, share
 from .transforms import BindContext, Compose, Transform
 from .window import RingReader, pad_batch
+from .workers import WorkerPool
 from .world import detect_ranks, detect_worker
 
 __all__ = ["PointCloudLoader", "WorkerOptions"]
@@ -29,10 +29,10 @@ _MASK63 = (1 << 63) - 1
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """How DataLoader workers run (with ``num_workers > 0``).
+    """How worker processes run (with ``num_workers > 0``; see :mod:`.workers`).
 
     Attributes:
-        prefetch: batches each worker prepares ahead (DataLoader's ``prefetch_factor``).
+        prefetch: batches each worker prepares ahead (its shared-memory slots, less one).
         pin_memory: copy batches into pinned memory, for fast host-to-GPU transfer.
         start_method: ``fork`` (fast to start; the default on Linux), ``spawn`` or ``forkserver``;
             None: the platform's default.
@@ -157,11 +157,10 @@ class _Source:
         return self._batch(rows, clouds.offsets[:-1], ids, None)
 
 
-class _Stream(IterableDataset):
-    """One epoch of one rank from batch ``start`` on; each DataLoader worker takes its share."""
+class _Stream:
+    """One epoch of one rank from batch ``start`` on; each worker takes its share."""
 
     def __init__(self, spec: _Spec, epoch: int, start: int, source: _Source | None):
-        super().__init__()
         self.spec, self.epoch, self.start, self.source = spec, epoch, start, source
 
     def __getstate__(self) -> dict:
@@ -169,13 +168,20 @@ class _Stream(IterableDataset):
         return {**self.__dict__, "source": None}
 
     def __iter__(self) -> Iterator[dict]:
-        worker, num_workers = detect_worker()
+        return self.iter_share(*detect_worker())
+
+    def iter_share(self, worker: int, num_workers: int) -> Iterator[dict]:
+        """The batches of one of ``num_workers`` workers reading this rank's stream."""
         if self.source is None:
             self.source = _Source(self.spec)
         plan = self.source.plan(self.epoch)
         ids = share(plan.num_batches, rank=self.spec.rank, world_size=self.spec.world_size, start=self.start,
                     worker=worker, num_workers=num_workers)
         yield from self.source.batches(self.epoch, ids)
+
+
+def _pin(batch: dict) -> dict:
+    return {k: v.pin_memory() for k, v in batch.items()}
 
 
 def _parse_pad(pad: int | str) -> int | None:
@@ -208,7 +214,8 @@ class PointCloudLoader:
         batch_size: clouds per batch (default 256).
         shuffle: shuffle blocks and within the buffer (default True); False streams in store order.
         seed: names the shuffle and the transforms' noise (default 0).
-        num_workers: DataLoader worker processes (default 0: read in this process).
+        num_workers: worker processes (default 0: read in this process, with a reader thread
+            decoding beside it; workers pay off only when transforms are heavy and cores many).
         rank, world_size: this process among the training processes; default torch.distributed's
             when it is initialised, else ``RANK``/``WORLD_SIZE`` from the environment, else 0 of 1.
         pad: ``"batch"`` pads to the longest cloud of each batch; a number N pads to N and truncates
@@ -371,12 +378,16 @@ class PointCloudLoader:
         self._epoch, self._consumed = int(state["epoch"]), batches * size // self.world_size
 
     # -- iteration --------------------------------------------------------------------------------
-    def _dataloader(self, epoch: int, start: int) -> DataLoader:
-        w = self.worker_options
-        stream = _Stream(self._spec, epoch, start, self._source)
-        return DataLoader(stream, batch_size=None, num_workers=self.num_workers, prefetch_factor=w.prefetch,
-                          pin_memory=w.pin_memory, multiprocessing_context=w.start_method, timeout=w.timeout,
-                          persistent_workers=False)
+    def _workers(self, epoch: int, start: int) -> WorkerPool:
+        w, sp = self.worker_options, self._spec
+        # A slot holds the largest batch the options allow (transforms may add a little: a
+        # quarter more room; a batch that still does not fit travels whole through the pipe).
+        n = sp.pad if sp.pad is not None else int(self._source.counts[self._source.selection].max(initial=0))
+        b = sp.batch_size
+        need = b * n * (4 * len(sp.features) + 1) + b * 4 * len(self.cloud_features) + 2 * 8 * b
+        pin = _pin if w.pin_memory and torch.cuda.is_available() else None
+        return WorkerPool(_Stream(sp, epoch, start, self._source), self.num_workers, int(1.25 * need) + 1024,
+                          slots=w.prefetch + 1, start_method=w.start_method, timeout=w.timeout, pin=pin)
 
     def __iter__(self) -> Iterator[dict]:
         epoch, start = self._epoch, self._consumed
@@ -386,9 +397,9 @@ class PointCloudLoader:
             # overhead (a tenth of the time at a few thousand batches a second).
             batches = iter(_Stream(self._spec, epoch, start, self._source))
             if self.worker_options.pin_memory and torch.cuda.is_available():
-                batches = ({k: v.pin_memory() for k, v in b.items()} for b in batches)
+                batches = (_pin(b) for b in batches)
         else:
-            batches = iter(self._dataloader(epoch, start))
+            batches = iter(self._workers(epoch, start))
         for batch in batches:
             self._consumed += 1
             if pad is not None:
