@@ -32,7 +32,7 @@ import torch
 
 from pcdata import Clouds, open_store
 from pcdata.loaders import PointCloudLoader, WorkerOptions
-from pcdata.store import Feature, StoreMeta, write_store
+from pcdata.store import ChunkSpec, Feature, StoreMeta, write_store
 
 LEAD_FILE = Path(__file__).resolve().parent.parent / "bench-data" / "t150-177945.hdf5"
 
@@ -67,14 +67,14 @@ def shower_clouds(n: int, seed: int = 1) -> Clouds:
     return Clouds(pts, off, {"energy_in": rng.uniform(1e3, 1e6, n).astype(np.float32)}, ("layer", "alpha", "r", "energy"))
 
 
-def build(workdir: Path, name: str, clouds: Clouds, kind: str) -> Path:
-    path = workdir / f"{name}.zarr"
+def build(workdir: Path, name: str, clouds: Clouds, kind: str, cname: str = "lz4") -> Path:
+    path = workdir / f"{name}{'' if cname == 'lz4' else '-' + cname}.zarr"
     if path.exists():
         return path
     meta = StoreMeta(kind=kind, coords="bench", point_features=tuple(Feature(f) for f in clouds.point_features),
                      cloud_features=tuple(Feature(k, dtype=str(v.dtype)) for k, v in clouds.fields.items()),
                      fingerprint=f"bench-{name}")
-    write_store(path, clouds, meta, clouds_per_fragment=50_000)
+    write_store(path, clouds, meta, clouds_per_fragment=50_000, chunks=ChunkSpec(cname=cname))
     return path
 
 
@@ -179,7 +179,7 @@ def h5py_pass(path: Path, key: str, batch_size: int, workers: int, batches: int)
 
 
 # -- report ----------------------------------------------------------------------------------------
-def bench(name: str, store_path: Path, clouds: Clouds, pad: int, batch_size: int, h5: Path, h5_key: str,
+def bench(name: str, store_path: Path, raw_store: Path, clouds: Clouds, pad: int, batch_size: int, h5: Path, h5_key: str,
           repeat: int, bucket: int | None, h5_batches: int) -> None:
     store = open_store(store_path)
     kw = dict(split=None, batch_size=batch_size, pad=pad)
@@ -191,6 +191,8 @@ def bench(name: str, store_path: Path, clouds: Clouds, pad: int, batch_size: int
                          ("pcdata cache=True, in-process", {"cache": True}),
                          ("pcdata cache=True, 2 workers", {"cache": True, "num_workers": 2})):
         readers[f"{label}, pad={pad}"] = loader_pass(PointCloudLoader(store, worker_options=opts, **kw, **extra).preload())
+    raw = open_store(raw_store)
+    readers[f"pcdata streaming, in-process, pad={pad}, uncompressed store"] = loader_pass(PointCloudLoader(raw, **kw))
     if bucket:
         loader = PointCloudLoader(store, split=None, batch_size=batch_size, bucket=bucket)
         readers[f"pcdata streaming, in-process, pad=batch, bucket={bucket}"] = loader_pass(loader)
@@ -226,7 +228,7 @@ def main() -> None:
     jet_store = build(args.workdir, "jets", jets, "jets")
     h5 = jet_hdf5(args.workdir, jets)
     print(f"jets: {source}; store and HDF5 ready in {time.perf_counter() - t0:.0f} s")
-    bench("jets", jet_store, jets, 150, 256, h5, "particle_features", args.repeat, None, 20)
+    bench("jets", jet_store, build(args.workdir, "jets", jets, "jets", cname="none"), jets, 150, 256, h5, "particle_features", args.repeat, None, 20)
     del jets
 
     if not args.skip_showers:
@@ -235,7 +237,8 @@ def main() -> None:
         shower_store = build(args.workdir, f"showers-{args.showers}", showers, "showers")
         h5 = shower_hdf5(args.workdir, args.showers)
         print(f"\nshowers: store and HDF5 ready in {time.perf_counter() - t0:.0f} s")
-        bench("showers", shower_store, showers, int(showers.counts.max()), 128, h5, "showers", args.repeat, 16, 10)
+        raw_store = build(args.workdir, f"showers-{args.showers}", showers, "showers", cname="none")
+        bench("showers", shower_store, raw_store, showers, int(showers.counts.max()), 128, h5, "showers", args.repeat, 16, 10)
 
 
 if __name__ == "__main__":

@@ -183,7 +183,10 @@ class RingReader:
         reuse = rows is not None and rows.shape[1] == width
         self.ring = plan_ring(plan, self.batch_ids, self.positions, self.bounds, offsets,
                               capacity=len(rows) if reuse else 0)
-        self.rows = rows if reuse and len(rows) >= self.ring.capacity else np.zeros((self.ring.capacity, width), np.float32)
+        if reuse and len(rows) >= self.ring.capacity:
+            self.rows = rows
+        else:  # a quarter more than needed: the next epochs' plans fit (new pages are slow to touch)
+            self.rows = np.zeros((self.ring.capacity * 5 // 4, width), np.float32)
         self.first_row = self.ring.first_row
         self._cond = threading.Condition()
         self._produced = 0  # loads written

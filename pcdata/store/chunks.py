@@ -11,6 +11,7 @@ key encoding) is left to zarr: :func:`open_chunks` then returns None.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -48,8 +49,13 @@ class ChunkFile:
         """Chunk ``i`` (all ``rows`` rows) into ``dest``, a C-contiguous array of that many bytes."""
         key = self._key(i)
         try:
-            with open(key, "rb") as f:
-                raw = f.read()
+            # Into a reused buffer: a fresh bytes object per chunk costs page faults on every read.
+            with open(key, "rb", buffering=0) as f:
+                size = os.fstat(f.fileno()).st_size
+                buf = getattr(self._local, "raw", None)
+                if buf is None or len(buf) < size:
+                    buf = self._local.raw = np.empty(max(size, 2 * self.chunk_nbytes), dtype=np.uint8)
+                raw = buf[: f.readinto(memoryview(buf)[:size])]
         except FileNotFoundError:  # zarr does not write chunks equal to the fill value
             dest[...] = self.fill
             return
@@ -61,7 +67,7 @@ class ChunkFile:
             try:
                 # Blosc's 16-byte header holds the decoded size at bytes 4-8: a frame that decodes
                 # to fewer bytes would leave the end of ``dest`` stale.
-                size = int.from_bytes(raw[4:8], "little") if len(raw) >= 16 else -1
+                size = int.from_bytes(raw[4:8].tobytes(), "little") if len(raw) >= 16 else -1
                 if size != self.chunk_nbytes:
                     raise ValueError(f"decodes to {size} bytes, expected {self.chunk_nbytes}")
                 blosc.decompress(raw, dest)
@@ -70,7 +76,7 @@ class ChunkFile:
         elif len(raw) != self.chunk_nbytes:
             raise StoreFormatError(f"{key}: damaged chunk ({len(raw)} bytes, expected {self.chunk_nbytes})")
         else:
-            dest.reshape(-1).view(np.uint8)[:] = np.frombuffer(raw, dtype=np.uint8)
+            dest.reshape(-1).view(np.uint8)[:] = raw
 
     def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
         """Rows ``start:stop`` (clipped to the array), into ``out`` when given.

@@ -77,9 +77,11 @@ def _store(tmp_path, **chunk_kw):
     return open_store(tmp_path / "s"), clouds
 
 
-def test_store_reads_across_fragments_into_a_buffer(tmp_path):
-    store, clouds = _store(tmp_path)
-    assert store._fragments[0]._points_chunks is not None  # the writer's layout takes the direct path
+@pytest.mark.parametrize("cname", ["lz4", "none"])
+def test_store_reads_across_fragments_into_a_buffer(tmp_path, cname):
+    store, clouds = _store(tmp_path, cname=cname)
+    chunks = store._fragments[0]._points_chunks
+    assert chunks is not None and chunks.compressed == (cname != "none")  # the writer's layouts take the direct path
     out = np.zeros((5000, 3), np.float32)
     a = int(clouds.offsets[150])
     got = store.read_points(a, a + 5000, out)  # spans the first fragment boundary (cloud 200)
