@@ -21,8 +21,8 @@ numpy version, whatever the number of ranks and workers:
    batches come last (its partial batch, if any, last of all).
 
 Shares: global batch ``k`` belongs to rank ``k % world_size``; the rank's local batch ``j`` (from
-``start``, the batches already consumed) goes to DataLoader worker ``(j - start) % num_workers``.
-DataLoader returns its workers' batches round-robin, so each rank sees its batches in global
+``start``, the batches already consumed) goes to worker ``(j - start) % num_workers``.
+The loader takes its workers' batches round-robin, so each rank sees its batches in global
 order, and interleaving the ranks' streams batch by batch gives the global order back. A worker
 touches only the lanes of its batches: when ``world_size * num_workers`` divides ``lanes`` it
 reads ``1 / (world_size * num_workers)`` of the data.
@@ -237,8 +237,8 @@ def share(num_batches: int, *, rank: int, world_size: int, start: int = 0, worke
         num_batches: batches of the epoch.
         rank, world_size: the rank; it gets global batches ``rank, rank + world_size, ...``.
         start: local batches of the rank already consumed (mid-epoch resume).
-        worker, num_workers: the DataLoader worker; it gets every ``num_workers``-th local batch
-            from ``start + worker`` on, matching DataLoader's round-robin.
+        worker, num_workers: the worker process; it gets every ``num_workers``-th local batch
+            from ``start + worker`` on, matching the round-robin in which the loader takes them.
     """
     local = np.arange(rank, num_batches, world_size, dtype=np.int64)
     return local[start + worker :: num_workers]
