@@ -50,7 +50,7 @@ def test_stopping_early_ends_the_workers():
     it = iter(WorkerPool(Counting(1000), 2, 4096, slots=2))
     _check([next(it) for _ in range(3)])
     it.close()
-    assert not mp.active_children()
+    assert not [p for p in mp.active_children() if p.name.startswith("pcdata-loader")]  # (a Dask cluster may run beside)
 
 
 def test_a_store_error_in_a_worker_reaches_the_caller(tmp_path, jets):
