@@ -98,8 +98,7 @@ class _Source:
                 self._rows = s.read_points(0, s.num_points)
             else:  # a fragment at a time, so only the kept columns are ever held whole
                 rows = np.empty((s.num_points, len(self.columns)), dtype=np.float32)
-                bases = np.cumsum([0] + [f.num_points for f in s.fragments])
-                for a, b in zip(bases[:-1], bases[1:]):
+                for a, b in zip(s.point_starts[:-1], s.point_starts[1:]):
                     rows[a:b] = s.read_points(a, b)[:, self.columns]
                 self._rows = rows
         return self._rows

@@ -263,7 +263,8 @@ class Store:
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
     @cached_property
-    def _point_bases(self) -> np.ndarray:
+    def point_starts(self) -> np.ndarray:
+        """First global point row of each fragment, then ``num_points``: ``[num_fragments + 1]``."""
         return np.concatenate([[0], np.cumsum([f.info.num_points for f in self._fragments])]).astype(np.int64)
 
     def read_points(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -279,7 +280,7 @@ class Store:
             out = np.empty((n, width), dtype=np.float32)
         elif out.shape != (n, width) or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be C-contiguous float32 {(n, width)}, got {out.dtype} {out.shape}")
-        bases = self._point_bases
+        bases = self.point_starts
         for k in range(np.searchsorted(bases, start, side="right") - 1, len(self._fragments)):
             lo, hi = int(bases[k]), int(bases[k + 1])
             if lo >= stop:
