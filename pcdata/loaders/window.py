@@ -289,13 +289,14 @@ def pad_batch(rows: np.ndarray, first_row: np.ndarray, counts: np.ndarray, pad: 
     mask = torch.empty((b, n), dtype=torch.bool)
     fields = torch.empty((b, cloud.shape[1]), dtype=torch.float32)
     cut = _kernel()(np.ascontiguousarray(rows, dtype=np.float32), first_row, counts, cloud, ids,
-                    points.numpy(), mask.numpy(), fields.numpy())
+                    points.numpy(), mask.numpy(), fields.numpy(), np.zeros(1, np.float32))
     if cut < 0:
         raise ValueError(f"pad_batch: a cloud reaches past the {len(rows)} rows given, or a field row past {len(cloud)}")
     return points, mask, fields, int(cut)
 
 
 _NO_FIELDS = np.zeros((1, 0), dtype=np.float32)
+_GROUP, _TOUCH = 16384, 1024  # floats: clouds touched ahead per group, and of each cloud
 _ASSEMBLE = None
 
 
@@ -312,21 +313,36 @@ def _kernel():
         import numba
 
         @numba.njit(nogil=True, cache=True, boundscheck=False)
-        def assemble(rows, first_row, counts, cloud, ids, points, mask, fields):  # pragma: no cover - compiled
+        def assemble(rows, first_row, counts, cloud, ids, points, mask, fields, sink):  # pragma: no cover - compiled
             b, n, w = points.shape
             flat = rows.reshape(-1)
             dense = points.reshape(b, n * w)
-            cut = 0
             for i in range(b):
                 f, k, c = first_row[i], min(counts[i], n), ids[i]
                 if f < 0 or f + k > rows.shape[0] or c < 0 or c >= cloud.shape[0]:
                     return -1
-                cut += counts[i] - k
-                dense[i, : k * w] = flat[f * w : (f + k) * w]
-                dense[i, k * w :] = 0.0
-                mask[i, :k] = True
-                mask[i, k:] = False
-                fields[i, :] = cloud[c, :]
+            cut, touched, g0 = 0, 0.0, 0
+            while g0 < b:
+                # Touch the first lines of a group of clouds (about 64 kB) before copying them:
+                # independent loads, so their cache misses overlap instead of one per cloud
+                # (measured 1.5x on jets; long showers stream on the hardware prefetcher anyway).
+                g1, size = g0, 0
+                while g1 < b and size < _GROUP:
+                    f, k = first_row[g1] * w, min(counts[g1], n) * w
+                    for j in range(0, min(k, _TOUCH), 16):
+                        touched += flat[f + j]
+                    size += k
+                    g1 += 1
+                for i in range(g0, g1):
+                    f, k, c = first_row[i], min(counts[i], n), ids[i]
+                    cut += counts[i] - k
+                    dense[i, : k * w] = flat[f * w : (f + k) * w]
+                    dense[i, k * w :] = 0.0
+                    mask[i, :k] = True
+                    mask[i, k:] = False
+                    fields[i, :] = cloud[c, :]
+                g0 = g1
+            sink[0] = touched  # stored, so that the compiler keeps the loads
             return cut
 
         _ASSEMBLE = assemble

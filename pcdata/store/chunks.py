@@ -45,13 +45,39 @@ class ChunkFile:
         inner = self.separator.join(["0"] * (len(self.shape) - 1))
         return self.path / f"c{self.separator}{i}{self.separator if inner else ''}{inner}"
 
-    def _decode_into(self, i: int, dest: np.ndarray) -> None:
-        """Chunk ``i`` (all ``rows`` rows) into ``dest``, a C-contiguous array of that many bytes."""
+    def _read_raw(self, i: int, first: int, dest: np.ndarray) -> None:
+        """Rows ``first:first + len(dest)`` of uncompressed chunk ``i``, read straight into ``dest``.
+
+        Raw chunks need no scratch: the bytes go from the page cache into their place in one
+        copy, and a range inside a chunk is read alone.
+        """
         key = self._key(i)
+        row_bytes = self.chunk_nbytes // self.rows
+        view = memoryview(dest.reshape(-1).view(np.uint8))
         try:
-            # Into a reused buffer: a fresh bytes object per chunk costs page faults on every read.
             with open(key, "rb", buffering=0) as f:
                 size = os.fstat(f.fileno()).st_size
+                if size != self.chunk_nbytes:
+                    raise StoreFormatError(f"{key}: damaged chunk ({size} bytes, expected {self.chunk_nbytes})")
+                f.seek(first * row_bytes)
+                got = 0
+                while got < len(view):  # readinto may return less than asked
+                    n = f.readinto(view[got:])
+                    if not n:
+                        raise StoreFormatError(f"{key}: damaged chunk (ended while reading)")
+                    got += n
+        except FileNotFoundError:  # zarr does not write chunks equal to the fill value
+            dest[...] = self.fill
+        except OSError as err:
+            raise StoreFormatError(f"{key}: cannot read chunk ({err.strerror or err})") from err
+
+    def _decode_into(self, i: int, dest: np.ndarray) -> None:
+        """Blosc chunk ``i`` (all ``rows`` rows) into ``dest``, a C-contiguous array of that many bytes."""
+        key = self._key(i)
+        try:
+            with open(key, "rb", buffering=0) as f:
+                size = os.fstat(f.fileno()).st_size
+                # Into a reused buffer: a fresh bytes object per chunk costs page faults on every read.
                 buf = getattr(self._local, "raw", None)
                 if buf is None or len(buf) < size:
                     buf = self._local.raw = np.empty(max(size, 2 * self.chunk_nbytes), dtype=np.uint8)
@@ -61,22 +87,17 @@ class ChunkFile:
             return
         except OSError as err:
             raise StoreFormatError(f"{key}: cannot read chunk ({err.strerror or err})") from err
-        if self.compressed:
-            from numcodecs import blosc
+        from numcodecs import blosc
 
-            try:
-                # Blosc's 16-byte header holds the decoded size at bytes 4-8: a frame that decodes
-                # to fewer bytes would leave the end of ``dest`` stale.
-                size = int.from_bytes(raw[4:8].tobytes(), "little") if len(raw) >= 16 else -1
-                if size != self.chunk_nbytes:
-                    raise ValueError(f"decodes to {size} bytes, expected {self.chunk_nbytes}")
-                blosc.decompress(raw, dest)
-            except (RuntimeError, ValueError) as err:  # numcodecs raises RuntimeError for a bad frame
-                raise StoreFormatError(f"{key}: damaged Blosc chunk ({err})") from err
-        elif len(raw) != self.chunk_nbytes:
-            raise StoreFormatError(f"{key}: damaged chunk ({len(raw)} bytes, expected {self.chunk_nbytes})")
-        else:
-            dest.reshape(-1).view(np.uint8)[:] = raw
+        try:
+            # Blosc's 16-byte header holds the decoded size at bytes 4-8: a frame that decodes
+            # to fewer bytes would leave the end of ``dest`` stale.
+            size = int.from_bytes(raw[4:8].tobytes(), "little") if len(raw) >= 16 else -1
+            if size != self.chunk_nbytes:
+                raise ValueError(f"decodes to {size} bytes, expected {self.chunk_nbytes}")
+            blosc.decompress(raw, dest)
+        except (RuntimeError, ValueError) as err:  # numcodecs raises RuntimeError for a bad frame
+            raise StoreFormatError(f"{key}: damaged Blosc chunk ({err})") from err
 
     def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
         """Rows ``start:stop`` (clipped to the array), into ``out`` when given.
@@ -96,7 +117,9 @@ class ChunkFile:
         for i in range(start // r, (stop - 1) // r + 1):
             lo, hi = i * r, (i + 1) * r
             a, b = max(lo, start), min(hi, stop)
-            if a == lo and b == hi:
+            if not self.compressed:
+                self._read_raw(i, a - lo, out[a - start : b - start])
+            elif a == lo and b == hi:
                 self._decode_into(i, out[a - start : b - start])
             else:
                 scratch = getattr(self._local, "scratch", None)
