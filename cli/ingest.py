@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from ._common import handle_errors
+from ._common import fail, handle_errors
 from ._register import CATALOG, REGISTER, check_registration, register_store
 
 app = typer.Typer(help="Convert input files into a point-cloud store (on a Dask cluster).", no_args_is_help=True)
@@ -17,6 +17,20 @@ SCHEDULER = typer.Option(None, "--scheduler", help="Address of an existing Dask 
 ROWS = typer.Option(None, "--rows-per-fragment", help="Clouds per fragment (default: about 16 MB of input each).")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing store (only once the new one is complete).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+COMPRESSION = typer.Option(
+    "lz4", "--compression", metavar="{lz4,zstd,none,...}",
+    help="Blosc compressor of the chunks (lz4, zstd, lz4hc, blosclz, zlib), or none: raw chunks, "
+         "the fastest to stream from a warm page cache (jets barely compress: 7 % more disk).")
+
+
+def _chunks(compression: str):
+    """The store's chunk layout; a wrong compressor is one line and exit 2, like other input errors."""
+    from pcdata.store import ChunkSpec
+
+    try:
+        return ChunkSpec(cname=compression)
+    except ValueError as err:
+        fail(f"--compression: {err}")
 
 
 def _report(store) -> None:
@@ -33,6 +47,7 @@ def jetnet(
     workers: Optional[int] = WORKERS,
     scheduler: Optional[str] = SCHEDULER,
     rows_per_fragment: Optional[int] = ROWS,
+    compression: str = COMPRESSION,
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
     register: Optional[str] = REGISTER,
@@ -42,7 +57,7 @@ def jetnet(
     from pcdata.ingest import ingest_jetnet
 
     check_registration(register, catalog, out)
-    store = ingest_jetnet(files, out, label=label, workers=workers, scheduler=scheduler,
+    store = ingest_jetnet(files, out, label=label, chunks=_chunks(compression), workers=workers, scheduler=scheduler,
                           rows_per_fragment=rows_per_fragment, overwrite=overwrite, progress=not quiet)
     _report(store)
     register_store(store.path, register, catalog)
@@ -61,6 +76,7 @@ def root(
     workers: Optional[int] = WORKERS,
     scheduler: Optional[str] = SCHEDULER,
     rows_per_fragment: Optional[int] = ROWS,
+    compression: str = COMPRESSION,
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
     register: Optional[str] = REGISTER,
@@ -71,7 +87,7 @@ def root(
 
     check_registration(register, catalog, out)
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
-    store = ingest_root(files, out, tree=tree, collection=collection, features=split(features),
+    store = ingest_root(files, out, tree=tree, chunks=_chunks(compression), collection=collection, features=split(features),
                         event_fields=split(event_fields) or (), mapping=mapping, workers=workers, scheduler=scheduler,
                         rows_per_fragment=rows_per_fragment, overwrite=overwrite, progress=not quiet)
     _report(store)
@@ -90,6 +106,7 @@ def calochallenge(
     gpu: bool = typer.Option(False, "--gpu", help="Convert on CUDA GPUs (dask-cuda LocalCUDACluster, torch); same store as on CPUs."),
     threshold: Optional[float] = typer.Option(None, "--threshold", metavar="MEV", help="Drop hits below this energy in MeV (default: keep every non-zero voxel)."),
     rows_per_fragment: Optional[int] = typer.Option(None, "--rows-per-fragment", help="Showers per fragment (default: about 64 MiB of voxels each)."),
+    compression: str = COMPRESSION,
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
     register: Optional[str] = REGISTER,
@@ -101,7 +118,7 @@ def calochallenge(
     # A plain string checked by the library, not a click Choice: a wrong name is one line on
     # stderr and exit 2 like every other input error.
     check_registration(register, catalog, out)
-    store = ingest_calochallenge(files, out, geometry=geometry, workers=workers, scheduler=scheduler, gpu=gpu,
+    store = ingest_calochallenge(files, out, geometry=geometry, chunks=_chunks(compression), workers=workers, scheduler=scheduler, gpu=gpu,
                                  threshold=threshold, rows_per_fragment=rows_per_fragment, overwrite=overwrite,
                                  progress=not quiet)
     _report(store)

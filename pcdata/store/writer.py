@@ -48,6 +48,9 @@ __all__ = [
 ROOT_KEY = "pcdata"
 
 
+CODECS = ("lz4", "zstd", "lz4hc", "blosclz", "zlib", "none")  # Blosc compressors, or raw chunks
+
+
 @dataclass(frozen=True)
 class ChunkSpec:
     """Chunking and compression of fragment arrays.
@@ -73,6 +76,12 @@ class ChunkSpec:
     def __post_init__(self) -> None:
         if self.points_rows < 1 or self.clouds < 1:
             raise ValueError("chunk sizes must be >= 1")
+        if self.cname not in CODECS:
+            raise ValueError(f"compression {self.cname!r} is not one of {', '.join(CODECS)}")
+        if self.shuffle not in ("noshuffle", "shuffle", "bitshuffle"):
+            raise ValueError(f"shuffle {self.shuffle!r} is not one of noshuffle, shuffle, bitshuffle")
+        if not 0 <= self.clevel <= 9:
+            raise ValueError(f"compression level must be 0-9, got {self.clevel}")
 
 
 def fragment_id(index: int) -> str:

@@ -98,3 +98,43 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, jetnet_files):
                 "--scheduler", "tcp://127.0.0.1:9")
     assert r.returncode == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in r.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_compression_none_writes_raw_chunks_with_the_same_content(tmp_path, jetnet_files, scheduler):
+    stores = {}
+    for compression in ("lz4", "none"):
+        out = tmp_path / compression
+        run_cli("pcdata", "ingest", "jetnet", str(jetnet_files[0]), "--out", str(out), "--scheduler", scheduler,
+                "--compression", compression, "--quiet", check=True)
+        stores[compression] = out
+    fragment = sorted((stores["none"] / "fragments").iterdir())[0]
+    codecs = json.loads((fragment / "points" / "zarr.json").read_text())["codecs"]
+    assert [c["name"] for c in codecs] == ["bytes"]
+    raw = sum(f.stat().st_size for f in stores["none"].rglob("c/*/*"))
+    packed = sum(f.stat().st_size for f in stores["lz4"].rglob("c/*/*"))
+    assert packed < raw
+    views = [json.loads(run_cli("pcdata", "inspect", str(s), "--json", check=True).stdout) for s in stores.values()]
+    assert views[0]["stats"] == views[1]["stats"] and views[0]["num_points"] == views[1]["num_points"]
+
+
+def test_unknown_compression_exits_2_before_anything_is_written(tmp_path, jetnet_files):
+    out = tmp_path / "s"
+    r = run_cli("pcdata", "ingest", "jetnet", str(jetnet_files[0]), "--out", str(out), "--compression", "brotli")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["error: --compression: compression 'brotli' is not one of "
+                                             "lz4, zstd, lz4hc, blosclz, zlib, none"]
+    assert not out.exists()
+
+
+def test_a_damaged_chunk_fails_the_export_with_its_file_named(tmp_path, jetnet_files, scheduler):
+    store = tmp_path / "s"
+    run_cli("pcdata", "ingest", "jetnet", str(jetnet_files[0]), "--out", str(store), "--scheduler", scheduler,
+            "--quiet", check=True)
+    chunk = sorted(store.rglob("points/c/0/0"))[0]
+    chunk.write_bytes(chunk.read_bytes()[:100])  # truncated, as by a full disk or an interrupted copy
+    out = tmp_path / "x.parquet"
+    r = run_cli("pcdata", "export", str(store), "--format", "parquet", "--out", str(out))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {chunk}: damaged Blosc chunk"), r.stderr
+    assert not out.exists()
