@@ -189,13 +189,15 @@ class RingReader:
             self.rows = np.zeros((self.ring.capacity * 5 // 4, width), np.float32)
         self.first_row = self.ring.first_row
         self._cond = threading.Condition()
-        self._produced = 0  # loads written
+        self._claimed = 0  # loads taken by a thread to decode, in order
+        self._finished = np.zeros(len(self.ring.loads) + 1, dtype=bool)
+        self._produced = 0  # loads written, all of them before this one
         self._done = 0  # steps whose batch was taken
         self._error: BaseException | None = None
         self._stop = False
 
     def _decode(self, j: int, scratch: list[np.ndarray]) -> None:
-        """Load ``j`` into its ring rows (runs in the reader thread)."""
+        """Load ``j`` into its ring rows."""
         r = self.ring
         p0, p1 = (int(v) for v in r.src[j])
         gather, cols = r.gather[j], self.columns
@@ -211,19 +213,30 @@ class RingReader:
         if cols is not None:
             np.take(block, cols, axis=1, out=dest, mode="clip")
 
+    def _claimable(self) -> bool:
+        """The next load may be written now (call holding the lock)."""
+        return self._claimed < len(self.ring.loads) and self._done > self.ring.ready[self._claimed]
+
+    def _finish(self, j: int) -> None:
+        """Load ``j`` is written (call holding the lock)."""
+        self._finished[j] = True
+        while self._finished[self._produced]:
+            self._produced += 1
+        self._cond.notify_all()
+
     def _run(self) -> None:
         scratch: list[np.ndarray] = []
         try:
-            for j in range(len(self.ring.loads)):
+            while True:
                 with self._cond:
-                    while self._done <= self.ring.ready[j] and not self._stop:
+                    while not self._claimable() and not self._stop and self._claimed < len(self.ring.loads):
                         self._cond.wait()
-                    if self._stop:
+                    if self._stop or self._claimed == len(self.ring.loads):
                         return
+                    j, self._claimed = self._claimed, self._claimed + 1
                 self._decode(j, scratch)
                 with self._cond:
-                    self._produced = j + 1
-                    self._cond.notify_all()
+                    self._finish(j)
         except BaseException as err:  # handed to the consuming thread, which raises it
             with self._cond:
                 self._error = err
@@ -231,13 +244,25 @@ class RingReader:
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         load_at = self.ring.load_at
+        scratch: list[np.ndarray] = []
         thread = threading.Thread(target=self._run, name="pcdata-read", daemon=True)
         thread.start()
         try:
             for t, k in enumerate(self.batch_ids):
                 with self._cond:
                     while self._produced < load_at[t + 1] and self._error is None:
-                        self._cond.wait()
+                        if self._claimable():
+                            # Rather than wait, decode the next load here (one this batch needs or
+                            # a later one): decoding then runs on both cores when it is the slower half.
+                            j, self._claimed = self._claimed, self._claimed + 1
+                            self._cond.release()
+                            try:
+                                self._decode(j, scratch)
+                            finally:
+                                self._cond.acquire()
+                            self._finish(j)
+                        else:
+                            self._cond.wait()
                     if self._error is not None:
                         raise self._error
                 yield int(k), self.positions[self.bounds[t] : self.bounds[t + 1]]

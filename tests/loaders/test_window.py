@@ -58,6 +58,33 @@ def test_reader_decodes_the_store_rows_of_every_cloud(jet_store, jets):
     assert seen == sum(len(plan.batch(int(k))) for k in batch_ids)
 
 
+@pytest.mark.parametrize("slow", ["pcdata-read", "MainThread"])
+def test_both_threads_decode_when_one_is_slow_and_rows_stay_right(jet_store, jets, slow):
+    """The consumer decodes the next loads itself rather than wait; whichever thread is slow,
+    every batch finds its clouds' rows."""
+    import time
+
+    plan = _plan(jet_store, batch_size=32)
+    batch_ids = share(plan.num_batches, rank=0, world_size=1)
+    by_thread: dict[str, int] = {}
+
+    def read_points(a, b, out):
+        name = threading.current_thread().name
+        by_thread[name] = by_thread.get(name, 0) + 1
+        if name == slow:
+            time.sleep(0.002)
+        return jet_store.read_points(a, b, out)
+
+    reader = RingReader(plan, batch_ids, jet_store.offsets, read_points, 3, None)
+    for k, pos in reader:
+        for i, f in zip(plan.seq[pos], reader.first_row[pos]):
+            want = jets.points[jets.offsets[i] : jets.offsets[i + 1]]
+            np.testing.assert_array_equal(reader.rows[f : f + len(want)], want)
+    if slow == "pcdata-read":  # the consumer, kept waiting, took loads of its own
+        assert by_thread.get("MainThread", 0) > 0 and by_thread.get("pcdata-read", 0) > 0
+    assert sum(by_thread.values()) == len(reader.ring.loads)  # each load decoded once
+
+
 def test_a_read_error_reaches_the_consumer_and_stops_the_thread(jet_store):
     plan = _plan(jet_store)
     calls = []
