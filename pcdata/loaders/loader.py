@@ -20,7 +20,7 @@ from .order import METHOD, EpochPlan, ShuffleOptions, block_starts, hash_seed, p
 from .transforms import BindContext, Compose, Transform
 from .window import RingReader, pad_batch
 from .workers import WorkerPool
-from .world import detect_ranks, detect_worker
+from .world import detect_ranks
 
 __all__ = ["PointCloudLoader", "WorkerOptions"]
 
@@ -167,7 +167,7 @@ class _Stream:
         return {**self.__dict__, "source": None}
 
     def __iter__(self) -> Iterator[dict]:
-        return self.iter_share(*detect_worker())
+        return self.iter_share(0, 1)  # in-process; WorkerPool gives each worker its share
 
     def iter_share(self, worker: int, num_workers: int) -> Iterator[dict]:
         """The batches of one of ``num_workers`` workers reading this rank's stream."""

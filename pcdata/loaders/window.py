@@ -4,10 +4,11 @@ A worker knows its whole schedule for the epoch (:func:`~pcdata.loaders.order.sh
 batch first and last needs each piece. :func:`plan_ring` places every piece in a ring of rows
 before the epoch starts, so that a piece only overwrites pieces whose last batch comes before its
 first one. A reader thread then decodes pieces straight into their place, in load order, running
-ahead as far as the ring allows, while this thread pads batches out of the ring: decoding
-(Blosc, which releases the GIL) and padding (a compiled loop, which releases it too) overlap on
-two cores, and no row is copied twice, moved, or written to freshly allocated memory (first
-touches of new pages cost more than the decode on a VM).
+ahead as far as the ring allows, while this thread pads batches out of the ring; when this thread
+would wait for a piece it decodes the next one itself. Decoding (Blosc, which releases the GIL)
+and padding (a compiled loop, which releases it too) thus keep two cores busy, and no row is
+copied twice, moved, or written to freshly allocated memory (first touches of new pages cost
+more than the decode on a VM).
 
 Per cloud everything is whole-array arithmetic; the only Python loops run over pieces (tens per
 batch at most).
