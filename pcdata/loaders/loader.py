@@ -89,6 +89,14 @@ class _Source:
         self._plan: tuple[int, EpochPlan] | None = None
         self._rows: np.ndarray | None = None
         self._ring: np.ndarray | None = None  # the reader's ring, kept from epoch to epoch
+        self._mapped: tuple | None | bool = False  # False: not tried yet
+
+    def mapped_rows(self) -> tuple | None:
+        """``(rows, first_row, mapping)`` when the store's raw chunks can be mapped (all features
+        loaded): batches then gather straight from the page cache, with nothing to decode."""
+        if self._mapped is False:
+            self._mapped = self.store.map_points() if self.columns is None else None
+        return self._mapped
 
     def cached_rows(self) -> np.ndarray:
         """Every point of the store (the loaded features), decoded once and kept."""
@@ -126,6 +134,13 @@ class _Source:
             for k in batch_ids:
                 ids = plan.seq[plan.batch(int(k))]
                 yield int(k), ids, rows, self.offsets[ids]
+            return
+        mapped = self.mapped_rows()
+        if mapped is not None:
+            rows, first_row, _ = mapped
+            for k in batch_ids:
+                ids = plan.seq[plan.batch(int(k))]
+                yield int(k), ids, rows, first_row[ids]
             return
         # Take the ring while streaming, so that a second iterator running at the same time gets its own.
         ring, self._ring = self._ring, None

@@ -11,6 +11,7 @@ key encoding) is left to zarr: :func:`open_chunks` then returns None.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 
 from ..errors import StoreFormatError
 
-__all__ = ["ChunkFile", "open_chunks"]
+__all__ = ["ChunkFile", "MappedRows", "map_rows", "open_chunks"]
 
 
 class ChunkFile:
@@ -164,3 +165,105 @@ def open_chunks(path: Path) -> ChunkFile | None:
     if not np.little_endian:  # the chunks are little-endian bytes; leave conversions to zarr
         return None
     return ChunkFile(path, shape, dtype, chunk[0], fill, compressed, separator)
+
+
+# -- mapping raw chunks ----------------------------------------------------------------------------
+# Raw (uncompressed) chunks hold exactly the array's bytes, so the page cache itself can serve as
+# the decoded rows: every chunk file is mapped, read-only, at its place in one reserved address
+# range, and a fragment's points become one contiguous array without a copy. Loaders then gather
+# batches straight from the page cache, as from an array in memory.
+
+_PROT_READ, _MAP_SHARED, _MAP_PRIVATE, _MAP_FIXED, _MAP_ANONYMOUS, _MAP_NORESERVE = 1, 1, 2, 0x10, 0x20, 0x4000
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class MappedRows:
+    """Several raw-chunk arrays of the same width mapped back to back: one read-only ``rows`` array.
+
+    Attributes:
+        rows: float rows ``[R, F]`` (read-only; the gaps between arrays read as zeros).
+        first: row of ``rows`` where each array starts.
+    """
+
+    def __init__(self, rows: np.ndarray, first: np.ndarray, unmap):
+        self.rows, self.first = rows, first
+        import weakref
+
+        self._finalizer = weakref.finalize(self, unmap)
+
+    def close(self) -> None:
+        """Unmap now (``rows`` must not be used afterwards)."""
+        self._finalizer()
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.restype = ctypes.c_int
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return libc
+
+
+def map_rows(arrays: list[ChunkFile]) -> MappedRows | None:
+    """Map the chunk files of raw float32 2-d arrays into one contiguous read-only array.
+
+    Returns None where mapping does not apply: not Linux, compressed chunks, a fill value other
+    than zero (unwritten chunks read as the zeros of the reservation), mixed widths, or chunks
+    that are not a whole number of pages.
+
+    Raises:
+        StoreFormatError: a chunk file of the wrong size (mapping it would fault on access).
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux") or not arrays:
+        return None
+    width = arrays[0].row_shape
+    if any(a.compressed or a.fill != 0 or a.dtype != np.float32 or len(a.shape) != 2 or a.row_shape != width
+           or a.chunk_nbytes % _PAGE for a in arrays):
+        return None
+    row_bytes = int(width[0]) * 4
+    if row_bytes == 0:
+        return None
+    # Each array starts at a whole number of pages and of rows from the reservation's start.
+    unit = _PAGE * row_bytes // math.gcd(_PAGE, row_bytes)
+    starts, total = [], 0
+    for a in arrays:
+        starts.append(total)
+        n_chunks = -(-a.shape[0] // a.rows)
+        total += -(-(n_chunks * a.chunk_nbytes) // unit) * unit
+    total = max(total, unit)
+    libc = _libc()
+    base = libc.mmap(None, total, _PROT_READ, _MAP_PRIVATE | _MAP_ANONYMOUS | _MAP_NORESERVE, -1, 0)
+    if base in (None, ctypes.c_void_p(-1).value):
+        return None
+    unmap = lambda: libc.munmap(base, total)  # noqa: E731 - one call, kept by the finalizer
+    try:
+        for a, start in zip(arrays, starts):
+            for i in range(-(-a.shape[0] // a.rows)):
+                key = a._key(i)
+                try:
+                    fd = os.open(key, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue  # never written: the reservation's zeros are the fill value
+                try:
+                    size = os.fstat(fd).st_size
+                    if size != a.chunk_nbytes:
+                        raise StoreFormatError(f"{key}: damaged chunk ({size} bytes, expected {a.chunk_nbytes})")
+                    at = libc.mmap(base + start + i * a.chunk_nbytes, size, _PROT_READ, _MAP_SHARED | _MAP_FIXED, fd, 0)
+                    if at != base + start + i * a.chunk_nbytes:
+                        raise StoreFormatError(f"{key}: cannot map chunk ({os.strerror(ctypes.get_errno())})")
+                finally:
+                    os.close(fd)
+    except BaseException:
+        unmap()
+        raise
+    buf = (ctypes.c_char * total).from_address(base)
+    rows = np.frombuffer(buf, dtype=np.float32).reshape(-1, width[0])
+    rows.flags.writeable = False
+    return MappedRows(rows, np.array(starts, dtype=np.int64) // row_bytes, unmap)

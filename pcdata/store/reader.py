@@ -17,7 +17,7 @@ import numpy as np
 from ..clouds import Clouds, Padded
 from ..errors import NotAStoreError, StoreFormatError, StoreIncompleteError, StoreNotFoundError
 from .format import FeatureStats, FragmentInfo, StoreMeta
-from .chunks import ChunkFile, open_chunks
+from .chunks import ChunkFile, MappedRows, map_rows, open_chunks
 from .splits import split_indices
 from .writer import content_checksum, read_root_metadata
 
@@ -266,6 +266,28 @@ class Store:
     def point_starts(self) -> np.ndarray:
         """First global point row of each fragment, then ``num_points``: ``[num_fragments + 1]``."""
         return np.concatenate([[0], np.cumsum([f.info.num_points for f in self._fragments])]).astype(np.int64)
+
+    def map_points(self) -> tuple[np.ndarray, np.ndarray, MappedRows] | None:
+        """Every point, served by the page cache without decoding, for stores of raw chunks.
+
+        Returns ``(rows, first_row, mapping)``: a read-only float32 ``[R, F]`` array mapped from
+        the chunk files and the row of each cloud's first point in it; the mapping is undone when
+        ``mapping`` is closed or collected. None when the store's chunks are compressed (or in a
+        layout read through zarr), or off Linux.
+
+        Raises:
+            StoreFormatError: a chunk file of the wrong size.
+        """
+        arrays = [f._points_chunks for f in self._fragments]
+        if not arrays or any(a is None for a in arrays):
+            return None
+        mapped = map_rows(arrays)
+        if mapped is None:
+            return None
+        per_fragment = [f.info.num_clouds for f in self._fragments]
+        shift = mapped.first - self.point_starts[:-1]
+        first_row = self.offsets[:-1] + np.repeat(shift, per_fragment)
+        return mapped.rows, first_row, mapped
 
     def read_points(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
         """Rows ``start:stop`` of the concatenation of all fragments' points, float32 ``[n, F]``.

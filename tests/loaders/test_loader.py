@@ -211,3 +211,26 @@ def test_two_iterations_at_once_do_not_share_buffers(jet_store):
     for a, b in zip(iter(loader), iter(loader)):
         _check_batch_content(jet_store, a)
         _check_batch_content(jet_store, b)
+
+
+def test_a_store_of_raw_chunks_is_gathered_from_the_page_cache(tmp_path, jets):
+    from pcdata.store import ChunkSpec, write_store
+    from pcdata import open_store
+    from tests.loaders.conftest import jets_meta
+
+    write_store(tmp_path / "raw", jets, jets_meta(), clouds_per_fragment=1100,
+                chunks=ChunkSpec(points_rows=1024, clouds=500, cname="none"))
+    raw = open_store(tmp_path / "raw")
+    kw = dict(split="train", batch_size=48, seed=2)
+    loader = PointCloudLoader(raw, **kw)
+    assert loader._source.mapped_rows() is not None  # the mapped path, not the ring
+    mapped = collect(loader)
+    for key, want in collect(PointCloudLoader(raw, cache=True, **kw)).items():
+        for a, b in zip(mapped[key], want):
+            np.testing.assert_array_equal(a, b)
+    with_workers = collect(PointCloudLoader(raw, num_workers=2, **kw))
+    for a, b in zip(mapped["points"], with_workers["points"]):
+        np.testing.assert_array_equal(a, b)
+    for batch in PointCloudLoader(raw, pad=20, **kw):
+        _check_batch_content(raw, batch, pad=20)
+    assert np.array_equal(np.sort(np.concatenate(mapped["index"])), raw.split_indices("train"))

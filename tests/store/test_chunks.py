@@ -65,7 +65,7 @@ def test_other_layouts_are_left_to_zarr(tmp_path):
     assert open_chunks(tmp_path / "nothing-here") is None
 
 
-def _store(tmp_path, **chunk_kw):
+def _store(tmp_path, points_rows=700, **chunk_kw):
     rng = np.random.default_rng(1)
     counts = rng.integers(1, 40, 500)
     off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -73,7 +73,7 @@ def _store(tmp_path, **chunk_kw):
                     ("a", "b", "c"))
     meta = StoreMeta(kind="jets", coords="test", point_features=tuple(Feature(f) for f in "abc"),
                      cloud_features=(Feature("pt"),), fingerprint="chunks-test")
-    write_store(tmp_path / "s", clouds, meta, clouds_per_fragment=200, chunks=ChunkSpec(points_rows=700, **chunk_kw))
+    write_store(tmp_path / "s", clouds, meta, clouds_per_fragment=200, chunks=ChunkSpec(points_rows=points_rows, **chunk_kw))
     return open_store(tmp_path / "s"), clouds
 
 
@@ -112,3 +112,32 @@ def test_a_fragment_in_another_layout_is_read_through_zarr(tmp_path):
     reopened = open_store(tmp_path / "s")
     assert reopened._fragments[0]._points_chunks is None and reopened._fragments[1]._points_chunks is not None
     np.testing.assert_array_equal(reopened.read_points(0, reopened.num_points), clouds.points)
+
+
+def test_raw_chunks_map_to_the_store_rows_of_every_cloud(tmp_path):
+    # Mapped chunks must be whole pages: 1024 rows of 3 floats are 3 pages (the default 65536 rows
+    # are whole pages at any width); 700 rows are not, and those stores are read instead.
+    assert _store(tmp_path / "odd", cname="none")[0].map_points() is None
+    store, clouds = _store(tmp_path, points_rows=1024, cname="none")
+    rows, first_row, mapping = store.map_points()
+    assert not rows.flags.writeable and len(store.fragments) > 1
+    for i in (0, 199, 200, 201, len(clouds) - 1):  # around a fragment boundary (cloud 200)
+        a, b = clouds.offsets[i], clouds.offsets[i + 1]
+        np.testing.assert_array_equal(rows[first_row[i] : first_row[i] + b - a], clouds.points[a:b])
+    every = np.concatenate([rows[f : f + c] for f, c in zip(first_row, clouds.counts)])
+    np.testing.assert_array_equal(every, clouds.points)
+    mapping.close()
+    assert _store(tmp_path / "lz4", points_rows=1024)[0].map_points() is None  # compressed: decoded instead
+
+
+def test_an_unwritten_raw_chunk_maps_as_zeros_and_a_short_one_is_refused(tmp_path):
+    store, clouds = _store(tmp_path, points_rows=1024, cname="none")
+    chunk = tmp_path / "s" / "fragments" / store.fragments[1].id / "points" / "c" / "1" / "0"
+    rows_per_chunk = store._fragments[1]._points_chunks.rows
+    chunk.unlink()  # zarr leaves out chunks equal to the fill value
+    rows, first_row, _ = open_store(tmp_path / "s").map_points()
+    start = first_row[200] + rows_per_chunk  # fragment 1 starts at cloud 200
+    assert not rows[start : start + rows_per_chunk].any()
+    chunk.write_bytes(b"\0" * 100)
+    with pytest.raises(StoreFormatError, match=f"{chunk}: damaged chunk \\(100 bytes"):
+        open_store(tmp_path / "s").map_points()
