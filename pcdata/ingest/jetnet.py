@@ -8,7 +8,7 @@ from typing import Sequence
 from ..sources.jetnet import JET_TYPES, JetNetSource
 from ..store.format import Feature, SplitSpec, StoreMeta
 from ..store.reader import Store, open_store
-from ..store.writer import ChunkSpec
+from ..store.writer import JET_CHUNKS, ChunkSpec
 from .pipeline import run_ingest
 
 __all__ = ["ingest_jetnet", "jetnet_template", "default_rows_per_fragment"]
@@ -55,7 +55,7 @@ def ingest_jetnet(
     scheduler: str | None = None,
     rows_per_fragment: int | None = None,
     splits: SplitSpec = SplitSpec(),
-    chunks: ChunkSpec = ChunkSpec(),
+    chunks: ChunkSpec = JET_CHUNKS,
     overwrite: bool = False,
     progress: bool = True,
     command: str | None = None,
@@ -70,7 +70,7 @@ def ingest_jetnet(
         scheduler: address of an existing Dask scheduler instead of a LocalCluster.
         rows_per_fragment: jets per fragment (default: about 16 MB of input each).
         splits: named split fractions and seed (default train/val/test 0.7/0.15/0.15, seed 42).
-        chunks: chunking and compression of the fragment arrays.
+        chunks: chunking and compression of the fragment arrays (default: raw chunks, see ``JET_CHUNKS``).
         overwrite: replace an existing store (only once the new one is complete).
         progress: show a progress bar on stderr.
         command: the command line recorded in the provenance (default: ``sys.argv``).

@@ -9,7 +9,7 @@ from ..errors import SourceError
 from ..sources.root import CollectionSpec, JetTreeSpec, RootCollectionSource, RootJetSource, feature_unit, load_mapping, spec_from_mapping
 from ..store.format import Feature, SplitSpec, StoreMeta
 from ..store.reader import Store, open_store
-from ..store.writer import ChunkSpec
+from ..store.writer import JET_CHUNKS, ChunkSpec
 from .jetnet import jetnet_template
 from .pipeline import run_ingest
 
@@ -67,7 +67,7 @@ def ingest_root(
     scheduler: str | None = None,
     rows_per_fragment: int | None = None,
     splits: SplitSpec = SplitSpec(),
-    chunks: ChunkSpec = ChunkSpec(),
+    chunks: ChunkSpec = JET_CHUNKS,
     overwrite: bool = False,
     progress: bool = True,
     command: str | None = None,
