@@ -12,8 +12,9 @@ For each, clouds/s and MB/s (bytes of the padded ``points`` + ``mask`` produced)
 batches, from a warm page cache (one pass first), best of ``--repeat`` passes:
 
 * **limit**: random batches indexed out of a padded torch tensor already in memory;
-* **pcdata**: :class:`PointCloudLoader` streaming the store (in-process, and with 2 DataLoader
-  workers), and with ``cache=True`` (decoded once, then indexed in memory);
+* **pcdata**: :class:`PointCloudLoader` streaming the lz4 store (in-process, and with 2 worker
+  processes), with ``cache=True`` (decoded once, then indexed in memory), and streaming a store of
+  raw chunks (``--compression none``, the jets' default), mapped from the page cache;
 * **h5py**: the per-item Dataset the field usually writes (``__getitem__`` reads one jet, or one
   shower's voxels, from the HDF5 file) under a DataLoader with ``batch_size``, shuffled.
 
@@ -192,7 +193,7 @@ def bench(name: str, store_path: Path, raw_store: Path, clouds: Clouds, pad: int
                          ("pcdata cache=True, 2 workers", {"cache": True, "num_workers": 2})):
         readers[f"{label}, pad={pad}"] = loader_pass(PointCloudLoader(store, worker_options=opts, **kw, **extra).preload())
     raw = open_store(raw_store)
-    readers[f"pcdata streaming, in-process, pad={pad}, uncompressed store"] = loader_pass(PointCloudLoader(raw, **kw))
+    readers[f"pcdata streaming, in-process, pad={pad}, raw chunks (mapped)"] = loader_pass(PointCloudLoader(raw, **kw))
     if bucket:
         loader = PointCloudLoader(store, split=None, batch_size=batch_size, bucket=bucket)
         readers[f"pcdata streaming, in-process, pad=batch, bucket={bucket}"] = loader_pass(loader)
