@@ -315,7 +315,7 @@ def pad_batch(rows: np.ndarray, first_row: np.ndarray, counts: np.ndarray, pad: 
     mask = torch.empty((b, n), dtype=torch.bool)
     fields = torch.empty((b, cloud.shape[1]), dtype=torch.float32)
     cut = _kernel()(np.ascontiguousarray(rows, dtype=np.float32), first_row, counts, cloud, ids,
-                    points.numpy(), mask.numpy(), fields.numpy(), np.zeros(1, np.float32))
+                    points.numpy(), mask.numpy(), fields.numpy(), _SINK)
     if cut < 0:
         raise ValueError(f"pad_batch: a cloud reaches past the {len(rows)} rows given, or a field row past {len(cloud)}")
     return points, mask, fields, int(cut)
@@ -323,6 +323,7 @@ def pad_batch(rows: np.ndarray, first_row: np.ndarray, counts: np.ndarray, pad: 
 
 _NO_FIELDS = np.zeros((1, 0), dtype=np.float32)
 _GROUP, _TOUCH = 16384, 1024  # floats: clouds touched ahead per group, and of each cloud
+_SINK = np.zeros(1, np.float32)  # where the kernel stores what it touched (any thread; never read)
 _ASSEMBLE = None
 
 

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -180,20 +181,19 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 class MappedRows:
     """Several raw-chunk arrays of the same width mapped back to back: one read-only ``rows`` array.
 
+    The mapping lives as long as ``rows`` (or a view of it) does; :meth:`close` undoes it at once.
+
     Attributes:
         rows: float rows ``[R, F]`` (read-only; the gaps between arrays read as zeros).
         first: row of ``rows`` where each array starts.
     """
 
-    def __init__(self, rows: np.ndarray, first: np.ndarray, unmap):
-        self.rows, self.first = rows, first
-        import weakref
-
-        self._finalizer = weakref.finalize(self, unmap)
+    def __init__(self, rows: np.ndarray, first: np.ndarray, close):
+        self.rows, self.first, self._close = rows, first, close
 
     def close(self) -> None:
-        """Unmap now (``rows`` must not be used afterwards)."""
-        self._finalizer()
+        """Unmap now: ``rows`` and every view of it must not be used afterwards."""
+        self._close()
 
 
 def _libc():
@@ -264,6 +264,8 @@ def map_rows(arrays: list[ChunkFile]) -> MappedRows | None:
         unmap()
         raise
     buf = (ctypes.c_char * total).from_address(base)
+    # Unmapped when the buffer goes, which every view of ``rows`` keeps alive through its base.
+    close = weakref.finalize(buf, unmap)
     rows = np.frombuffer(buf, dtype=np.float32).reshape(-1, width[0])
     rows.flags.writeable = False
-    return MappedRows(rows, np.array(starts, dtype=np.int64) // row_bytes, unmap)
+    return MappedRows(rows, np.array(starts, dtype=np.int64) // row_bytes, close)

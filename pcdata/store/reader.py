@@ -271,9 +271,9 @@ class Store:
         """Every point, served by the page cache without decoding, for stores of raw chunks.
 
         Returns ``(rows, first_row, mapping)``: a read-only float32 ``[R, F]`` array mapped from
-        the chunk files and the row of each cloud's first point in it; the mapping is undone when
-        ``mapping`` is closed or collected. None when the store's chunks are compressed (or in a
-        layout read through zarr), or off Linux.
+        the chunk files and the row of each cloud's first point in it; the mapping lives as long
+        as ``rows`` does (``mapping.close()`` ends it at once). None when the store's chunks are
+        compressed (or in a layout read through zarr), or off Linux.
 
         Raises:
             StoreFormatError: a chunk file of the wrong size.

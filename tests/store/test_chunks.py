@@ -141,3 +141,17 @@ def test_an_unwritten_raw_chunk_maps_as_zeros_and_a_short_one_is_refused(tmp_pat
     chunk.write_bytes(b"\0" * 100)
     with pytest.raises(StoreFormatError, match=f"{chunk}: damaged chunk \\(100 bytes"):
         open_store(tmp_path / "s").map_points()
+
+
+def test_mapped_rows_outlive_the_mapping_object_and_close_ends_them(tmp_path):
+    import gc
+
+    store, clouds = _store(tmp_path, points_rows=1024, cname="none")
+    rows, first_row, mapping = store.map_points()
+    view = rows[first_row[3] :]
+    del rows, mapping
+    gc.collect()
+    np.testing.assert_array_equal(view[: clouds.counts[3]], clouds.points[clouds.offsets[3] : clouds.offsets[4]])
+    mapped = store.map_points()[2]
+    mapped.close()
+    mapped.close()  # a second close does nothing
