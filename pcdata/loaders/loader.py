@@ -129,15 +129,10 @@ class _Source:
 
     def _positions(self, plan: EpochPlan, batch_ids: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
         """(batch, cloud ids, rows, first row of each cloud) for each batch of this worker."""
-        if self.spec.cache:
-            rows = self.cached_rows()
-            for k in batch_ids:
-                ids = plan.seq[plan.batch(int(k))]
-                yield int(k), ids, rows, self.offsets[ids]
-            return
-        mapped = self.mapped_rows()
-        if mapped is not None:
-            rows, first_row, _ = mapped
+        # Every point already addressable (decoded and kept, or mapped raw chunks): index it.
+        whole = (self.cached_rows(), self.offsets) if self.spec.cache else self.mapped_rows()
+        if whole is not None:
+            rows, first_row = whole[0], whole[1]
             for k in batch_ids:
                 ids = plan.seq[plan.batch(int(k))]
                 yield int(k), ids, rows, first_row[ids]

@@ -47,6 +47,11 @@ class ChunkFile:
         inner = self.separator.join(["0"] * (len(self.shape) - 1))
         return self.path / f"c{self.separator}{i}{self.separator if inner else ''}{inner}"
 
+    def _check_raw_size(self, key: Path, size: int) -> None:
+        """A raw chunk is exactly one chunk of bytes; anything else was cut short or is foreign."""
+        if size != self.chunk_nbytes:
+            raise StoreFormatError(f"{key}: damaged chunk ({size} bytes, expected {self.chunk_nbytes})")
+
     def _read_raw(self, i: int, first: int, dest: np.ndarray) -> None:
         """Rows ``first:first + len(dest)`` of uncompressed chunk ``i``, read straight into ``dest``.
 
@@ -58,9 +63,7 @@ class ChunkFile:
         view = memoryview(dest.reshape(-1).view(np.uint8))
         try:
             with open(key, "rb", buffering=0) as f:
-                size = os.fstat(f.fileno()).st_size
-                if size != self.chunk_nbytes:
-                    raise StoreFormatError(f"{key}: damaged chunk ({size} bytes, expected {self.chunk_nbytes})")
+                self._check_raw_size(key, os.fstat(f.fileno()).st_size)
                 f.seek(first * row_bytes)
                 got = 0
                 while got < len(view):  # readinto may return less than asked
@@ -252,10 +255,8 @@ def map_rows(arrays: list[ChunkFile]) -> MappedRows | None:
                 except FileNotFoundError:
                     continue  # never written: the reservation's zeros are the fill value
                 try:
-                    size = os.fstat(fd).st_size
-                    if size != a.chunk_nbytes:
-                        raise StoreFormatError(f"{key}: damaged chunk ({size} bytes, expected {a.chunk_nbytes})")
-                    at = libc.mmap(base + start + i * a.chunk_nbytes, size, _PROT_READ, _MAP_SHARED | _MAP_FIXED, fd, 0)
+                    a._check_raw_size(key, os.fstat(fd).st_size)
+                    at = libc.mmap(base + start + i * a.chunk_nbytes, a.chunk_nbytes, _PROT_READ, _MAP_SHARED | _MAP_FIXED, fd, 0)
                     if at != base + start + i * a.chunk_nbytes:
                         raise StoreFormatError(f"{key}: cannot map chunk ({os.strerror(ctypes.get_errno())})")
                 finally:
