@@ -34,7 +34,7 @@ def main() -> None:
 
     from pcdata.generate.jets import generate_jets
     from pcdata.ingest import ingest_jetnet
-    from pcmodels.evaluate import evaluate
+    from pcmodels.evaluation.jets import evaluate
     from pcmodels.sampling import generate_clouds, sample
     from pcmodels.training import load_config, train
 

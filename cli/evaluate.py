@@ -23,7 +23,7 @@ def evaluate_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
 ) -> None:
     """W1M, W1P, W1EFP, FPD, KPD and KL of generated vs real jets, beside the real-vs-real floor."""
-    from pcmodels.evaluate import evaluate, format_summary
+    from pcmodels.evaluation.jets import evaluate, format_summary
 
     # Option checks here, so the one-line message names the flag the user typed.
     if num < 0 or 0 < num < 4:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .evaluate import evaluate_cmd
-from .train import sample_cmd, train_cmd
+from .train import models_cmd, sample_cmd, train_cmd
 
 app = typer.Typer(help="Generative models of point clouds, trained from pcdata stores.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -23,6 +23,7 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 app.command("train")(train_cmd)
 app.command("sample")(sample_cmd)
 app.command("evaluate")(evaluate_cmd)
+app.command("models")(models_cmd)
 
 
 def main() -> None:

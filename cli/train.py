@@ -1,34 +1,30 @@
-"""``pcmodels train`` and ``pcmodels sample``."""
+"""``pcmodels train``, ``pcmodels sample`` and ``pcmodels models``.
+
+Model and sampler choices come from the registry (:mod:`pcmodels.registry`).
+"""
 
 from __future__ import annotations
 
+import json
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
+from pcmodels.registry import all_models
+
 from ._common import handle_errors
 
-__all__ = ["train_cmd", "sample_cmd"]
+__all__ = ["train_cmd", "sample_cmd", "models_cmd"]
 
-
-class Model(str, Enum):
-    epic_fm = "epic-fm"
-    epic_jedi = "epic-jedi"
+Model = Enum("Model", {spec.name: spec.name for spec in all_models()}, type=str)
+Sampler = Enum("Sampler", {s: s for s in dict.fromkeys(s for spec in all_models() for s in spec.samplers)}, type=str)
 
 
 class Device(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
-
-
-class Solver(str, Enum):
-    euler = "euler"
-    midpoint = "midpoint"
-    rk4 = "rk4"
-    ddpm = "ddpm"
-    ddim = "ddim"
 
 
 class SampleFormat(str, Enum):
@@ -39,42 +35,69 @@ class SampleFormat(str, Enum):
 @handle_errors
 def train_cmd(
     store: str = typer.Option(..., "--store", "-s", help="Store path or catalog name[@version]."),
-    model: Optional[Model] = typer.Option(None, "--model", "-m", help="Generative model (default epic-fm, or the config's)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory; an existing run of the same config resumes."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of TrainConfig settings."),
+    model: Optional[Model] = typer.Option(None, "--model", "-m", help="Model (default: the config's)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder; an existing run of the same config resumes."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Sectioned YAML config (default: the model's)."),
+    overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config entry: section.key=value "
+                                                  "(e.g. optim.generator.lr=2e-4); repeatable."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Train for this many epochs."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Train for this many optimiser steps."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Train for this many steps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Clouds per batch (per rank)."),
     device: Device = typer.Option(Device.cpu, "--device", help="cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train a generative model on a store's train split (validation loss on its val split)."""
-    from pcmodels.training import load_config, train
+    """Train a model on a store's train split (validation on its val split, as the model defines it)."""
+    from pcmodels.config import load_config
+    from pcmodels.errors import ConfigError
+    from pcmodels.training import train
 
-    cfg = load_config(config, model=model.value if model else None, epochs=epochs, steps=steps, batch_size=batch_size)
+    if model is None and config is None:
+        raise ConfigError("give --model or --config")
+    cfg = load_config(config, model=model.value if model else None, overrides=tuple(overrides or ()), epochs=epochs,
+                      steps=steps, batch_size=batch_size)
     result = train(store, out, cfg, device=device.value, progress=not quiet)
-    val = "-" if result.val_loss is None else f"{result.val_loss:.4f}"
-    typer.echo(f"run {result.run}: {result.steps} steps, loss {result.final_loss:.4f}, val loss {val}, "
+    if result.world_size > 1 and __import__("os").environ.get("RANK", "0") != "0":
+        return
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in {**result.final, **result.validation}.items())
+    typer.echo(f"run {result.run}: {cfg.model}, {result.steps} steps on {result.world_size} process(es), {shown}, "
                f"{result.clouds_per_second:,.0f} clouds/s, {result.parameters:,} parameters")
 
 
 @handle_errors
 def sample_cmd(
-    run: Path = typer.Option(..., "--run", "-r", help="A training run directory."),
+    run: Path = typer.Option(..., "--run", "-r", help="A training run folder."),
     num: int = typer.Option(..., "--num", "-n", help="Number of clouds to generate."),
     out: Path = typer.Option(..., "--out", "-o", help="Output store (or file with --format jetnet-hdf5)."),
-    solver: Optional[Solver] = typer.Option(None, "--solver", help="ODE solver (euler, midpoint, rk4) or, for diffusion, ddpm/ddim."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Solver steps (default: the run's sample_steps)."),
+    sampler: Optional[Sampler] = typer.Option(None, "--sampler", "--solver", help="The model's sampler "
+                                              "(default: the run's); see `pcmodels models`."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampler steps (default: the run's)."),
     batch_size: int = typer.Option(1024, "--batch-size", "-b", help="Clouds generated at once."),
     fmt: SampleFormat = typer.Option(SampleFormat.store, "--format", "-f", help="store or jetnet-hdf5."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise and the conditions."),
     device: Device = typer.Option(Device.cpu, "--device", help="cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Generate clouds with the run's EMA weights; conditions come from the run's field model."""
+    """Generate clouds with the run's weights (EMA where kept); conditions from the run's field model."""
+    from pcmodels.errors import ConfigError
     from pcmodels.sampling import sample
 
-    r = sample(run, num, out, fmt=fmt.value, solver=solver.value if solver else None, steps=steps,
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {steps}")
+    r = sample(run, num, out, fmt=fmt.value, sampler=sampler.value if sampler else None, steps=steps,
                batch_size=batch_size, seed=seed, device=device.value, progress=not quiet)
-    typer.echo(f"wrote {r['out']}: {num:,} clouds with {r['solver']} x {r['steps']} steps in {r['seconds']:.1f} s "
+    how = r["sampler"] + (f" x {r['steps']} steps" if r.get("steps") else "")
+    typer.echo(f"wrote {r['out']}: {num:,} clouds with {how} in {r['seconds']:.1f} s "
                f"({r['ms_per_cloud']:.2f} ms per cloud on {r['device']})")
+
+
+def models_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List the registered models: data kinds, networks, samplers, shipped configs."""
+    specs = [s.to_dict() for s in all_models()]
+    if as_json:
+        typer.echo(json.dumps(specs, indent=1))
+        return
+    for s in specs:
+        typer.echo(f"{s['name']:<10} {s['description']}")
+        typer.echo(f"{'':<10} kinds: {', '.join(s['kinds'])}; networks: {', '.join(s['networks'])}; "
+                   f"samplers: {', '.join(s['samplers'])}")
+        typer.echo(f"{'':<10} configs: {', '.join(f'{k} ({v})' for k, v in s['configs'].items())}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pcdata.errors import PcdataError
 
-__all__ = ["PcmodelsError", "ConfigError", "RunError", "EvaluationError"]
+__all__ = ["PcmodelsError", "ConfigError", "RunError", "EvaluationError", "TrainingDiverged"]
 
 
 class PcmodelsError(PcdataError):
@@ -22,3 +22,7 @@ class RunError(PcmodelsError, RuntimeError):
 
 class EvaluationError(PcmodelsError, ValueError):
     """The stores or options cannot be evaluated (missing features or split, too few jets)."""
+
+
+class TrainingDiverged(RunError):
+    """Training produced non-finite values or a runaway critic; the last good checkpoint is kept."""

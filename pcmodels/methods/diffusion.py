@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..sampling.solvers import ODE_SOLVERS, integrate
-from .base import masked_mse
+from ..solvers import ODE_SOLVERS, integrate
+from .base import Draws, masked_mse
 
 __all__ = ["VPDiffusion"]
 
@@ -29,7 +29,6 @@ class VPDiffusion:
     beta_min: float = 0.1
     beta_max: float = 20.0
     t_min: float = 1e-3
-    name = "epic-jedi"
     samplers = ("ddpm", "ddim", *ODE_SOLVERS)
 
     def log_alpha(self, t: torch.Tensor) -> torch.Tensor:
@@ -42,13 +41,14 @@ class VPDiffusion:
     def beta(self, t: torch.Tensor) -> torch.Tensor:
         return self.beta_min + (self.beta_max - self.beta_min) * t
 
-    def loss(self, net, x, mask, cond, generator=None):
+    def loss(self, net, x, mask, cond, draws: Draws):
+        """Masked MSE of the noise estimate at one random time per cloud (draws: ``t`` then ``eps``)."""
         b = x.shape[0]
         m = mask.unsqueeze(-1).to(x.dtype)
-        t = self.t_min + (1 - self.t_min) * torch.rand(b, device=x.device, generator=generator)
-        eps = torch.randn(x.shape, device=x.device, generator=generator, dtype=x.dtype) * m
+        t = self.t_min + (1 - self.t_min) * draws.rand(b).to(x.device)
+        eps = draws.randn(*x.shape).to(x.device, x.dtype) * m
         a, s = (v.view(-1, 1, 1).to(x.dtype) for v in self.alpha_sigma(t))
-        return masked_mse(net(a * x + s * eps, t, mask, cond), eps, mask)
+        return masked_mse(net(a * x + s * eps, t, mask, cond), eps, mask, draws.mean_count(mask.sum()))
 
     @torch.no_grad()
     def sample(self, net, noise, mask, cond, *, solver="ddim", steps=100, generator=None):
@@ -61,7 +61,7 @@ class VPDiffusion:
 
             return integrate(drift, x, 1.0, self.t_min, steps=steps, solver=solver)
         if solver not in ("ddpm", "ddim"):
-            raise ValueError(f"unknown sampler {solver!r} for {self.name} (choose from {', '.join(self.samplers)})")
+            raise ValueError(f"unknown sampler {solver!r} for VP diffusion (choose from {', '.join(self.samplers)})")
         times = torch.linspace(1.0, self.t_min, steps + 1, device=x.device)
         b = x.shape[0]
         for k in range(steps):
@@ -85,4 +85,4 @@ class VPDiffusion:
 
     def __post_init__(self) -> None:
         if not 0 < self.t_min < 1 or self.beta_min <= 0 or self.beta_max <= self.beta_min:
-            raise ValueError("VPDiffusion needs 0 < t_min < 1 and 0 < beta_min < beta_max")
+            raise ValueError("beta_min: VP diffusion needs 0 < t_min < 1 and 0 < beta_min < beta_max")

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..sampling.solvers import ODE_SOLVERS, integrate
-from .base import masked_mse
+from ..solvers import ODE_SOLVERS, integrate
+from .base import Draws, masked_mse
 
 __all__ = ["FlowMatching"]
 
@@ -26,18 +26,22 @@ class FlowMatching:
     """
 
     sigma_min: float = 1e-4
-    name = "epic-fm"
     samplers = ODE_SOLVERS
 
-    def loss(self, net, x, mask, cond, generator=None):
+    def __post_init__(self) -> None:
+        if not 0 <= self.sigma_min < 1:
+            raise ValueError(f"sigma_min: must be in [0, 1), got {self.sigma_min}")
+
+    def loss(self, net, x, mask, cond, draws: Draws):
+        """Masked MSE of the velocity at one random time per cloud (draws: ``t`` then ``x_0``)."""
         b = x.shape[0]
         m = mask.unsqueeze(-1).to(x.dtype)
-        t = torch.rand(b, device=x.device, generator=generator)
-        x0 = torch.randn(x.shape, device=x.device, generator=generator, dtype=x.dtype) * m
+        t = draws.rand(b).to(x.device)
+        x0 = draws.randn(*x.shape).to(x.device, x.dtype) * m
         tt = t.view(-1, 1, 1).to(x.dtype)
         xt = (1 - (1 - self.sigma_min) * tt) * x0 + tt * x
         target = x - (1 - self.sigma_min) * x0
-        return masked_mse(net(xt, t, mask, cond), target, mask)
+        return masked_mse(net(xt, t, mask, cond), target, mask, draws.mean_count(mask.sum()))
 
     @torch.no_grad()
     def sample(self, net, noise, mask, cond, *, solver="midpoint", steps=100, generator=None):

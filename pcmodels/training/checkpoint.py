@@ -22,23 +22,23 @@ from ..errors import RunError
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "flatten_optimizer", "unflatten_optimizer"]
 
 
-def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """An optimizer ``state_dict`` as flat named tensors plus JSON-able rest."""
+def flatten_optimizer(state: dict, prefix: str = "optim.") -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer ``state_dict`` as flat tensors named ``{prefix}{param index}.{key}`` plus JSON-able rest."""
     tensors, scalars = {}, {}
     for idx, entry in state["state"].items():
         for key, value in entry.items():
             if torch.is_tensor(value):
-                tensors[f"optim.{idx}.{key}"] = value.detach().cpu().contiguous()
+                tensors[f"{prefix}{idx}.{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{idx}.{key}"] = value
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict, prefix: str = "optim.") -> dict:
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, idx, key = name.split(".", 2)
+        if name.startswith(prefix):
+            idx, key = name[len(prefix):].split(".", 1)
             state.setdefault(int(idx), {})[key] = value
     for name, value in meta["scalars"].items():
         idx, key = name.split(".", 1)

@@ -11,7 +11,7 @@ from pcdata import Clouds
 from pcdata.ingest.jetnet import jetnet_template
 from pcdata.sources.jetnet import inspect_jetnet_file, read_jetnet_block
 from pcdata.store import SplitSpec, write_store
-from pcmodels.evaluate import METRICS, EvaluationError, _read_jets, evaluate, format_summary
+from pcmodels.evaluation.jets import METRICS, EvaluationError, _read_jets, evaluate, format_summary
 from pcmodels.metrics import wasserstein_placeholder_reason
 from tests.conftest import run_cli
 

@@ -33,11 +33,11 @@ import numpy as np
 from pcdata import Clouds, open_store
 from pcdata.sources.jetnet import clouds_to_jetnet
 
-from .errors import EvaluationError
-from .metrics import jets as jet_metrics
-from .metrics.jets import (JET_OBSERVABLES, PARTICLE_FEATURES, JetSample, MetricConfig, compare_jets,
+from ..errors import EvaluationError
+from ..metrics import jets as jet_metrics
+from ..metrics.jets import (JET_OBSERVABLES, PARTICLE_FEATURES, JetSample, MetricConfig, compare_jets,
                            informative_observables)
-from .metrics.plots import plot_comparison
+from ..metrics.plots import plot_comparison
 
 __all__ = ["DEFAULT_NUM", "METRICS", "REFERENCE", "EvaluationError", "evaluate", "format_summary"]
 

@@ -1,0 +1,157 @@
+"""A generator and a critic trained adversarially, with mean-field feature matching (MDMA).
+
+One training step is one critic update on a batch (real against generated clouds of the same
+masks and conditions, in one critic pass over both), and every ``critic_steps``-th step also one
+generator update on fresh noise. Generated clouds are clamped to the training range of each
+feature (a ReLU clamp, so the gradient passes inside the range) and their padding zeroed, in
+training as at sampling. Early in training (``step < mean_field_steps``) the generator also matches
+the critic's last mean-field token of the real batch (taken in the critic step before).
+
+Losses (:data:`GAN_LOSSES`): least squares (critic ``(D(x)-1)^2 + D(G(z))^2``, generator
+``0.5 (D(G(z))-1)^2``), hinge, Wasserstein. A critic whose mean output passes ``critic_limit`` or
+any non-finite loss stops the run (:class:`~pcmodels.errors.TrainingDiverged`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import TrainingDiverged
+from .base import DataSpec, Method, StepContext
+
+__all__ = ["AdversarialMethod", "GAN_LOSSES", "GanLoss"]
+
+GanLoss = Literal["lsgan", "hinge", "wgan"]
+
+
+def _lsgan(real, fake, critic: bool):
+    if critic:
+        return F.mse_loss(real, torch.ones_like(real)) + F.mse_loss(fake, torch.zeros_like(fake))
+    return 0.5 * F.mse_loss(fake, torch.ones_like(fake))
+
+
+def _hinge(real, fake, critic: bool):
+    if critic:
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    return -fake.mean()
+
+
+def _wgan(real, fake, critic: bool):
+    return (fake - real).mean() if critic else -fake.mean()
+
+
+GAN_LOSSES: dict[str, Callable] = {"lsgan": _lsgan, "hinge": _hinge, "wgan": _wgan}
+
+#: Seed of the fixed validation noise.
+VAL_SEED = 54321
+
+
+class AdversarialMethod(Method):
+    """Modules ``generator(z, mask, cond)`` and ``critic(x, mask, cond) -> (score, mean_field)``.
+
+    Args:
+        generator, critic: the networks.
+        data: the training data (feature ranges for the clamp, mean multiplicity).
+        loss: one of :data:`GAN_LOSSES`.
+        critic_steps: critic updates per generator update (MDMA jets 1, showers 3).
+        mean_field_steps: steps during which the mean-field loss is added (MDMA: 50,000; 0: never).
+        critic_limit: the largest mean |critic output| before the run counts as diverged.
+    """
+
+    samplers = ("direct",)
+
+    def __init__(self, generator: torch.nn.Module, critic: torch.nn.Module, data: DataSpec, *, loss: GanLoss = "lsgan",
+                 critic_steps: int = 1, mean_field_steps: int = 50_000, critic_limit: float = 1e4):
+        self.modules = {"generator": generator, "critic": critic}
+        self.data = data
+        self.loss, self.critic_steps, self.mean_field_steps = GAN_LOSSES[loss], critic_steps, mean_field_steps
+        self.critic_limit = critic_limit
+        self._lower = torch.tensor(data.lower, dtype=torch.float32)
+        self._upper = torch.tensor(data.upper, dtype=torch.float32)
+
+    # -- pieces ------------------------------------------------------------------------------------
+    def condition(self, cloud: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        """``[cloud fields..., n / mean_n]``: the multiplicity condition comes from the mask."""
+        n = mask.sum(1, keepdim=True).to(torch.float32) / self.data.mean_points
+        return n if cloud is None or not cloud.shape[-1] else torch.cat([cloud.to(torch.float32), n], dim=1)
+
+    def finish(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Clamp to the training range (ReLU form: gradients pass inside it) and zero the padding."""
+        lo, hi = self._lower.to(x.device, x.dtype), self._upper.to(x.device, x.dtype)
+        x = F.relu(x - lo) + lo
+        x = hi - F.relu(hi - x)
+        return x * mask.unsqueeze(-1).to(x.dtype)
+
+    def _generate(self, generator, z, mask, cond):
+        return self.finish(generator(z * mask.unsqueeze(-1).to(z.dtype), mask, cond), mask)
+
+    # -- training ----------------------------------------------------------------------------------
+    def train_step(self, batch: dict, ctx: StepContext) -> dict[str, float]:
+        mask = batch["mask"]
+        x = batch["points"] * mask.unsqueeze(-1).to(batch["points"].dtype)
+        cond = self.condition(batch.get("cloud"), mask)
+        b = x.shape[0]
+        gen, critic = ctx.modules["generator"], ctx.modules["critic"]
+        with torch.no_grad(), ctx.autocast():
+            fake = self._generate(gen, ctx.randn(*x.shape).to(x.device), mask, cond)
+        with ctx.autocast():
+            # One pass over real and generated clouds (DDP prefers one forward per backward).
+            scores, field = critic(torch.cat([x, fake.to(x.dtype)]), torch.cat([mask, mask]), torch.cat([cond, cond]))
+            real_score, fake_score = scores[:b].float(), scores[b:].float()
+            loss_critic = self.loss(real_score, fake_score, True)
+        out = {"loss_critic": float(loss_critic.detach()), "critic_real": float(real_score.detach().mean()),
+               "critic_fake": float(fake_score.detach().mean())}
+        if max(abs(out["critic_real"]), abs(out["critic_fake"])) > self.critic_limit:
+            raise TrainingDiverged(f"the critic exploded (mean output {out['critic_real']:.3g} on real, "
+                                   f"{out['critic_fake']:.3g} on generated clouds; limit {self.critic_limit:g})")
+        ctx.optimise("critic", loss_critic)
+        if ctx.step % self.critic_steps == 0:
+            real_field = field[:b].detach()
+            with ctx.autocast():
+                fake = self._generate(gen, ctx.randn(*x.shape).to(x.device), mask, cond)
+                score, fake_field = critic(fake, mask, cond)
+                loss_gen = self.loss(None, score.float(), False)
+                total = loss_gen
+                if ctx.step < self.mean_field_steps:
+                    loss_mf = ((fake_field.float() - real_field.float()) ** 2).mean()
+                    total = loss_gen + loss_mf
+                    out["loss_mean_field"] = float(loss_mf.detach())
+            ctx.optimise("generator", total)
+            out["loss_generator"] = float(loss_gen.detach())
+        return out
+
+    @torch.no_grad()
+    def validate(self, batches: Iterable[dict]) -> dict[str, float]:
+        """``val_w1``: the mean over point features of the 1-d Wasserstein distance between real and
+        generated points (standardised space), generated for the validation clouds' masks and
+        conditions with fixed noise. The reference selects checkpoints on such a distance (W1M)."""
+        from scipy.stats import wasserstein_distance
+
+        real, fake = [], []
+        for i, batch in enumerate(batches):
+            mask = batch["mask"]
+            g = torch.Generator(device=mask.device).manual_seed(VAL_SEED + i)
+            gen = self.sample(mask, batch.get("cloud"), generator=g)
+            real.append(batch["points"][mask].cpu().numpy())
+            fake.append(gen[mask].cpu().numpy())
+        if not real:
+            return {}
+        r, f = np.concatenate(real), np.concatenate(fake)
+        return {"val_w1": float(np.mean([wasserstein_distance(r[:, j], f[:, j]) for j in range(r.shape[1])]))}
+
+    # -- sampling ----------------------------------------------------------------------------------
+    def sampler_settings(self, sampler, steps):
+        if sampler not in (None, "direct"):
+            raise ValueError(f"sampler {sampler!r} is not one of {', '.join(self.samplers)}")
+        return {"sampler": "direct", "steps": None, "network_evaluations": 1}
+
+    @torch.no_grad()
+    def sample(self, mask, cond, *, generator, sampler=None, steps=None):
+        self.sampler_settings(sampler, steps)
+        shape = (*mask.shape, self.data.features)
+        z = torch.randn(shape, generator=generator, device=generator.device if generator else "cpu").to(mask.device)
+        return self._generate(self.modules["generator"], z, mask, self.condition(cond, mask))
