@@ -1,15 +1,15 @@
-"""Benchmark: EPiC-FM and EPiC-JeDi on Pythia top30 jets, quality and speed on this machine.
+"""Benchmark: every registered jet model on Pythia top jets, quality at equal CPU wall time, and speed.
 
-1. ``--jets`` Pythia 8 top jets (30 particles) generated once (``bench-data/t30-<N>.hdf5``) and
-   ingested into a store (70/15/15 split).
-2. Each model trained with its small CPU config (``pcmodels/configs/*-small.yaml``) for
-   ``--epochs`` epochs: training clouds/s from the trainer.
-3. Sampling cost in ms per jet for each solver and step count on ``--timing-jets`` jets.
-4. ``--num`` jets sampled with the config's solver and scored against as many test-split jets:
-   W1M, W1P, W1EFP, FPD, KPD, KL next to the real-vs-real floor (from the report) and the published
-   numbers of FACTS.md.
+1. ``--jets`` Pythia 8 top jets (``--particles`` 30 or 150) generated once
+   (``bench-data/t<P>-<N>.hdf5``) and ingested into a store (70/15/15 split).
+2. Each model (``--models``) trained with its ``small`` config for the same wall time
+   (``--minutes``): a 30-step probe measures its step time, then the run gets as many steps as fit.
+3. Generation cost in ms per jet at batch ``--timing-batch`` (1,000) for every sampler of the model
+   (and 25/50/100 steps where the sampler has steps), best of 3.
+4. ``--num`` jets sampled with the run's default sampler and scored against as many test-split
+   jets: W1M, W1P, W1EFP, FPD, KPD, KL next to the real-vs-real floor of the report.
 
-    python benchmarks/bench_pcmodels.py [--jets 50000] [--epochs 10] [--num 5000]
+    python benchmarks/bench_pcmodels.py [--jets 50000] [--particles 30] [--minutes 3.5] [--num 5000]
 """
 
 from __future__ import annotations
@@ -21,59 +21,81 @@ import time
 from pathlib import Path
 
 
+def _ms_per_jet(run, sampler: str, steps: int | None, batch: int, reps: int = 3) -> float:
+    from pcmodels.sampling import generate_clouds
+
+    best = float("inf")
+    for _ in range(reps):
+        _, t = generate_clouds(run, batch, sampler=sampler, steps=steps, batch_size=batch, progress=False)
+        best = min(best, t["ms_per_cloud"])
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jets", type=int, default=50_000)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--particles", type=int, default=30, choices=(30, 150))
+    ap.add_argument("--minutes", type=float, default=3.5, help="training wall time per model")
     ap.add_argument("--num", type=int, default=5000)
-    ap.add_argument("--timing-jets", type=int, default=256)
-    ap.add_argument("--models", default="epic-fm,epic-jedi")
+    ap.add_argument("--timing-batch", type=int, default=1000)
+    ap.add_argument("--models", default="epic-fm,epic-jedi,mdma")
+    ap.add_argument("--set", action="append", default=[], help="config override for every model")
     ap.add_argument("--workdir", type=Path, default=Path("bench-data"))
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
 
     from pcdata.generate.jets import generate_jets
     from pcdata.ingest import ingest_jetnet
-    from pcmodels.evaluation.jets import evaluate
-    from pcmodels.sampling import generate_clouds, sample
-    from pcmodels.training import load_config, train
+    from pcmodels.config import load_config
+    from pcmodels.evaluation import evaluate
+    from pcmodels.registry import get_model
+    from pcmodels.sampling import sample
+    from pcmodels.training import train
 
-    raw = args.workdir / f"t30-{args.jets}.hdf5"
+    P = args.particles
+    raw = args.workdir / f"t{P}-{args.jets}.hdf5"
     if not raw.exists():
-        generate_jets(raw, process="top", num_jets=args.jets, num_particles=30, seed=11, workers=2)
-    store = args.workdir / f"t30-{args.jets}.zarr"
+        generate_jets(raw, process="top", num_jets=args.jets, num_particles=P, seed=11, workers=2)
+    store = args.workdir / f"t{P}-{args.jets}.zarr"
     if not store.exists():
         ingest_jetnet([raw], store, label="t", workers=2, progress=False)
+    overrides = tuple(args.set) + ((f"data.pad={P}",) if P != 30 else ())
     results = {}
     for model in args.models.split(","):
-        config = load_config(f"pcmodels/configs/{model}-small.yaml", epochs=args.epochs)
-        run = args.workdir / f"run-{model}-{args.jets}-{args.epochs}"
+        spec = get_model(model)
+        small = spec.config_path("small")
+        probe_dir = args.workdir / f"probe-{model}-{P}"
+        shutil.rmtree(probe_dir, ignore_errors=True)
         t0 = time.perf_counter()
-        r = train(store, run, config, progress=True)
+        train(store, probe_dir, load_config(small, overrides=overrides + ("train.val_batches=0",), steps=30), progress=False)
+        per_step = (time.perf_counter() - t0) / 30
+        steps = max(30, int(args.minutes * 60 / per_step))
+        run = args.workdir / f"run-{model}-{P}-{args.jets}-{steps}"
+        shutil.rmtree(run, ignore_errors=True)
+        t0 = time.perf_counter()
+        r = train(store, run, load_config(small, overrides=overrides, steps=steps), progress=True)
         train_s = time.perf_counter() - t0
         timing = {}
-        solvers = ("euler", "midpoint", "rk4") if model == "epic-fm" else ("ddim", "ddpm", "midpoint")
-        for solver in solvers:
-            for steps in (25, 50, 100):
-                _, t = generate_clouds(run, args.timing_jets, solver=solver, steps=steps, progress=False)
-                timing[f"{solver}-{steps}"] = t["ms_per_cloud"]
-        gen = args.workdir / f"gen-{model}.zarr"
+        for sampler in spec.samplers:
+            for n in ((None,) if sampler == "direct" else (25, 50, 100)):
+                timing[f"{sampler}-{n}" if n else sampler] = _ms_per_jet(run, sampler, n, args.timing_batch)
+        gen = args.workdir / f"gen-{model}-{P}.zarr"
         shutil.rmtree(gen, ignore_errors=True)
         s = sample(run, args.num, gen, progress=False)
-        report = evaluate(store, gen, args.workdir / f"report-{model}", num=args.num, progress=False)
+        report = evaluate(store, gen, args.workdir / f"report-{model}-{P}", num=args.num, progress=False)
         results[model] = {"train_seconds": train_s, "train_clouds_per_s": r.clouds_per_second, "steps": r.steps,
-                          "val_loss": r.val_loss, "parameters": r.parameters, "sample": s, "ms_per_jet": timing,
-                          "metrics": report}
-        print(json.dumps({k: v for k, v in results[model].items() if k != "metrics"}, indent=1))
-    (args.workdir / "pcmodels-bench.json").write_text(json.dumps(results, indent=1, default=str))
+                          "validation": r.validation, "parameters": r.parameters, "sample": s,
+                          "ms_per_jet": timing, "metrics": report}
+        print(json.dumps({k: v for k, v in results[model].items() if k != "metrics"}, indent=1), flush=True)
+    (args.workdir / f"pcmodels-bench-{P}.json").write_text(json.dumps(results, indent=1, default=str))
     for model, res in results.items():
         m = res["metrics"]
-        print(f"\n{model}: {res['parameters']:,} parameters, {res['train_clouds_per_s']:,.0f} jets/s training")
+        print(f"\n{model}: {res['parameters']:,} parameters, {res['steps']} steps in {res['train_seconds']:.0f} s, "
+              f"{res['train_clouds_per_s']:,.0f} jets/s training")
         for name in ("w1m", "w1p", "w1efp", "fpd", "kpd", "kl"):
-            gen_v, floor_v = m.get(name), m.get("floor", {}).get(name)
-            if gen_v is not None:
-                print(f"  {name:6s} generated {json.dumps(gen_v)}   floor {json.dumps(floor_v)}")
-        print("  ms/jet:", ", ".join(f"{k} {v:.1f}" for k, v in res["ms_per_jet"].items()))
+            g, f = m[name], m["floor"][name]
+            print(f"  {name:6s} {g['value']:.3g} +- {g['error']:.2g}   floor {f['value']:.3g} +- {f['error']:.2g}")
+        print("  ms/jet:", ", ".join(f"{k} {v:.3f}" for k, v in res["ms_per_jet"].items()))
 
 
 if __name__ == "__main__":

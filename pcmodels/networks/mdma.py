@@ -85,15 +85,20 @@ class NormalizedLinear(nn.Module):
 
 class MeanFieldBlock(nn.Module):
     """Points -> hidden; token -> hidden (shared weights), attends to the points, takes the
-    multiplicity; back to every point (residual); token -> latent."""
+    multiplicity; back to every point (residual); token -> latent.
 
-    def __init__(self, c: MDMAConfig, critic: bool):
+    The last block of a network leaves out the half whose output nothing reads (the critic's point
+    update, the generator's token update): such weights would get no gradient, which DDP refuses.
+    The reference builds them and never trains them.
+    """
+
+    def __init__(self, c: MDMAConfig, critic: bool, *, points_out: bool = True, token_out: bool = True):
         super().__init__()
         lin = NormalizedLinear if critic else nn.Linear
         self.fc0 = lin(c.latent, c.hidden)
-        self.fc1 = lin(2 * c.hidden, c.latent)
+        self.fc1 = lin(2 * c.hidden, c.latent) if points_out else None
         self.fc1_cls = lin(c.hidden + 1, c.hidden)
-        self.fc2_cls = lin(c.hidden, c.latent)
+        self.fc2_cls = lin(c.hidden, c.latent) if token_out else None
         self.cond_cls = nn.Linear(c.cond - 1, c.hidden) if c.glu else None
         attn = nn.MultiheadAttention(c.hidden, c.heads, batch_first=True, dropout=c.dropout if critic else 0.0)
         self.attn = weight_norm(attn, "in_proj_weight") if critic else attn
@@ -108,8 +113,9 @@ class MeanFieldBlock(nn.Module):
         token = self.fc1_cls(torch.cat([token, cond[:, None, -1:]], dim=-1))
         if self.cond_cls is not None:
             token = self.act(F.glu(torch.cat([token, self.cond_cls(cond[:, None, :-1])], dim=-1)))
-        x = self.fc1(torch.cat([x, token.expand(-1, x.shape[1], -1)], dim=-1)) + res
-        return x, self.act(self.fc2_cls(token))
+        if self.fc1 is not None:
+            x = self.fc1(torch.cat([x, token.expand(-1, x.shape[1], -1)], dim=-1)) + res
+        return x, self.act(self.fc2_cls(token)) if self.fc2_cls is not None else token
 
 
 def _initial_token(x: torch.Tensor, mask: torch.Tensor, mean_points: float) -> torch.Tensor:
@@ -124,7 +130,7 @@ class MDMAGenerator(nn.Module):
         self.config = c
         self.embed = nn.Linear(c.features, c.latent)
         self.cond_embed = nn.Linear(c.cond - 1, c.latent) if c.cond > 1 else None
-        self.blocks = nn.ModuleList(MeanFieldBlock(c, critic=False) for _ in range(c.layers))
+        self.blocks = nn.ModuleList(MeanFieldBlock(c, critic=False, token_out=k < c.layers - 1) for k in range(c.layers))
         self.out = nn.Linear(c.latent, c.features)
         self.act = nn.LeakyReLU(0.01)
 
@@ -148,7 +154,7 @@ class MDMACritic(nn.Module):
         self.config = c
         self.embed = NormalizedLinear(c.features, c.latent)
         self.embed_cls = NormalizedLinear(c.latent + (c.cond if c.cond > 1 else 0), c.latent)
-        self.blocks = nn.ModuleList(MeanFieldBlock(c, critic=True) for _ in range(c.layers))
+        self.blocks = nn.ModuleList(MeanFieldBlock(c, critic=True, points_out=k < c.layers - 1) for k in range(c.layers))
         self.fc1 = NormalizedLinear(c.latent + c.cond, c.hidden)
         self.fc2 = NormalizedLinear(c.hidden, c.latent)
         self.out = NormalizedLinear(c.latent, 1)

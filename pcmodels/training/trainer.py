@@ -128,14 +128,12 @@ class Trainer:
                                                   if f.name in config.data.cond_fields]},
                 "transforms": self.loader.transforms.to_dict(), "fieldmodel": fieldmodel.meta(),
                 "world_size": dist.world_size}
-        if Run.exists(out):
-            self.run = Run.open(out)
-            self._check_same(self.run, info)
-        else:
-            if dist.is_main:
-                Run.create(out, info, fieldmodel)
-            dist.barrier()
-            self.run = Run.open(out)
+        # Rank 0 alone decides and writes; every rank then reads the same folder and checks it.
+        if dist.is_main and not Run.exists(out):
+            Run.create(out, info, fieldmodel)
+        dist.barrier()
+        self.run = Run.open(out)
+        self._check_same(self.run, info)
         torch.manual_seed(config.train.seed)  # network initialisation, the same on every rank
         self.method = spec.method(config, self.data).to(dist.device)
         self.steps_per_epoch = len(self.loader)

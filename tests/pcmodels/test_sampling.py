@@ -1,4 +1,4 @@
-"""Sampling from a trained run: the CLI writes a store or a JetNet file; conditions from the field model."""
+"""Sampling from a trained run through the CLI: a store every tool reads, or a JetNet file; errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import torch
 from pcdata import open_store
 from pcdata.ingest import ingest_jetnet
 from pcmodels.conditioning import CloudFieldModel
-from pcmodels.training import load_config, train
+from pcmodels.config import load_config
+from pcmodels.registry import get_model
+from pcmodels.training import train
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.distributed
@@ -20,26 +22,24 @@ pytestmark = pytest.mark.distributed
 def run(tmp_path_factory, jetnet_files, scheduler):
     d = tmp_path_factory.mktemp("sample")
     store = ingest_jetnet(jetnet_files[:1], d / "s", scheduler=scheduler, progress=False)
-    cfg = load_config(None, model="epic-jedi", steps=6, batch_size=64, hidden=16, latent=4, layers=1, time_dim=8,
-                      pad=30, checkpoint_every=3, sample_steps=4)
-    train(store.path, d / "run", cfg, progress=False)
+    train(store.path, d / "run", load_config(get_model("epic-jedi").config_path("tiny"), steps=6), progress=False)
     return d / "run", store
 
 
-@pytest.mark.parametrize("solver", ["ddim", "ddpm", "rk4"])
-def test_sample_cli_writes_a_store_every_tool_reads(tmp_path, run, solver):
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "rk4"])
+def test_sample_cli_writes_a_store_every_tool_reads(tmp_path, run, sampler):
     path, real = run
     out = tmp_path / "gen"
-    r = run_cli("pcmodels", "sample", "--run", str(path), "--num", "50", "--out", str(out), "--solver", solver,
+    r = run_cli("pcmodels", "sample", "--run", str(path), "--num", "50", "--out", str(out), "--sampler", sampler,
                 "--steps", "3", "--batch-size", "32", check=True)
-    assert f"50 clouds with {solver} x 3 steps" in r.stdout
+    assert f"50 clouds with {sampler} x 3 steps" in r.stdout
     gen = open_store(out)
     assert gen.num_clouds == 50 and gen.point_features == real.point_features
     assert gen.cloud_features == ("pt", "mass", "num_particles")
     assert np.isfinite(gen.read().points).all()
     # Multiplicities come from the run's field model: values seen in training, at most P = 30.
     assert set(gen.counts.tolist()) <= set(np.minimum(real.counts, 30).tolist())
-    assert gen.meta.attrs["sampling"]["solver"] == solver
+    assert gen.meta.attrs["sampling"]["sampler"] == sampler
 
 
 def test_sample_cli_jetnet_layout_and_errors(tmp_path, run):
@@ -49,12 +49,28 @@ def test_sample_cli_jetnet_layout_and_errors(tmp_path, run):
             "--steps", "2", check=True)
     with h5py.File(out) as f:
         assert f["particle_features"].shape == (20, 30, 4) and f["jet_features"].shape == (20, 4)
-    bad = run_cli("pcmodels", "sample", "--run", str(path), "--num", "0", "--out", str(tmp_path / "x"))
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: --num must be >= 1, got 0"
-    assert not (tmp_path / "x").exists()
+    for args, message in [(["--num", "0"], "error: --num must be >= 1, got 0"),
+                          (["--num", "5", "--sampler", "direct"], "error: --sampler: sampler 'direct' is not one of "
+                                                                  "ddim, ddpm, euler, midpoint, rk4 for epic-jedi"),
+                          (["--num", "5", "--steps", "0"], "error: --steps must be >= 1, got 0")]:
+        bad = run_cli("pcmodels", "sample", "--run", str(path), "--out", str(tmp_path / "x"), *args)
+        assert bad.returncode == 2 and bad.stderr.strip() == message, bad.stderr
+        assert not (tmp_path / "x").exists()
     missing = run_cli("pcmodels", "sample", "--run", str(tmp_path), "--num", "5", "--out", str(tmp_path / "y"))
     assert missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path}: not a training run (no run.json)"
     assert not (tmp_path / "y").exists()
+
+
+def test_models_cli_lists_the_registry():
+    import json
+
+    r = run_cli("pcmodels", "models", "--json", check=True)
+    listed = {m["name"]: m for m in json.loads(r.stdout)}
+    assert set(listed) >= {"epic-fm", "epic-jedi", "mdma"}
+    assert listed["mdma"]["networks"] == ["generator", "critic"] and listed["mdma"]["samplers"] == ["direct"]
+    assert all("tiny" in m["configs"] and m["kinds"] == ["jets"] for m in listed.values())
+    text = run_cli("pcmodels", "models", check=True).stdout
+    assert "mdma" in text and "samplers: midpoint, euler, rk4" in text
 
 
 def test_field_model_keeps_integers_exact_and_smooths_the_rest():

@@ -1,27 +1,20 @@
-"""Training from a store: resume after a kill gives the uninterrupted weights; torchrun with 2 ranks."""
+"""The trainer: config and run checks, one line per bad input, divergence kept at the last good checkpoint."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-import torch
 
 from pcdata.ingest import ingest_jetnet
-from pcmodels.errors import ConfigError, RunError
-from pcmodels.training import load_config, train
-from pcmodels.training.checkpoint import latest_checkpoint, load_checkpoint
-from tests.conftest import REPO
+from pcmodels.config import load_config
+from pcmodels.errors import ConfigError, RunError, TrainingDiverged
+from pcmodels.registry import get_model
+from pcmodels.run import RUN_VERSION, Run
+from pcmodels.training import train
+from tests.conftest import run_cli
 
-pytestmark = [pytest.mark.slow, pytest.mark.distributed]
-
-TINY = {"hidden": "16", "latent": "4", "layers": "1", "time_dim": "8"}
+pytestmark = [pytest.mark.distributed]
 
 
 @pytest.fixture(scope="module")
@@ -29,70 +22,84 @@ def store(tmp_path_factory, jetnet_files, scheduler):
     return ingest_jetnet(jetnet_files[:1], tmp_path_factory.mktemp("st") / "s", scheduler=scheduler, progress=False).path
 
 
-@pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
-    path.write_text("\n".join(f"{k}: {v}" for k, v in TINY.items())
-                    + "\npad: 30\nbatch_size: 32\nwarmup_steps: 5\ncheckpoint_every: 3\nlog_every: 1\n")
-    return path
+def tiny(model="epic-fm", **kw):
+    return load_config(get_model(model).config_path("tiny"), **kw)
 
 
-def _cmd(store, out, config, *extra):
-    return [sys.executable, "-m", "cli.pcmodels", "train", "--store", str(store), "--out", str(out),
-            "--config", str(config), "--quiet", *extra]
+def test_run_folder_is_versioned_and_complete(tmp_path, store):
+    r = train(store, tmp_path / "run", tiny(steps=5), progress=False)
+    run = Run.open(r.run)
+    info = run.info
+    assert info["format"] == "pcmodels-run" and info["version"] == RUN_VERSION and info["model"] == "epic-fm"
+    assert info["world_size"] == 1 and info["packages"]["torch"] and info["machine"]["cpus"] >= 1
+    assert run.config == tiny(steps=5)
+    assert sorted(p.name for p in r.run.iterdir()) == ["checkpoints", "config.yaml", "fieldmodel.safetensors",
+                                                       "log.csv", "run.json", "tb"]
+    # A run of another format version is refused with its path.
+    info["version"] = RUN_VERSION + 1
+    (r.run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(RunError, match=f"run format version {RUN_VERSION + 1}"):
+        Run.open(r.run)
+    (r.run / "run.json").write_text(json.dumps({"config": {}}))
+    with pytest.raises(RunError, match="not a pcmodels-run run"):
+        Run.open(r.run)
 
 
-def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(latest_checkpoint(run))[0]
-
-
-def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, store, tiny_config):
-    steps = "45"
-    ref = subprocess.run(_cmd(store, tmp_path / "ref", tiny_config, "--steps", steps), cwd=REPO, capture_output=True, text=True)
-    assert ref.returncode == 0, ref.stderr
-    run = tmp_path / "run"
-    proc = subprocess.Popen(_cmd(store, run, tiny_config, "--steps", steps), cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pointer = run / "checkpoints" / "last.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if pointer.exists() and json.loads(pointer.read_text())["step"] >= 6:
-            break
-        time.sleep(0.005)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = json.loads(pointer.read_text())["step"]
-    assert 6 <= killed_at < 45, f"the kill landed outside training (step {killed_at})"
-    again = subprocess.run(_cmd(store, run, tiny_config, "--steps", steps), cwd=REPO, capture_output=True, text=True)
-    assert again.returncode == 0, again.stderr
-    a, b = _weights(tmp_path / "ref"), _weights(run)
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    # The CSV log carries the loss of every step once per run segment, the resumed part included.
-    steps_logged = {int(line.split(",")[0]) for line in (run / "log.csv").read_text().splitlines()[1:] if ",loss," in line}
-    assert steps_logged == set(range(1, 46))
-
-
-def test_two_ranks_under_torchrun_with_gloo(tmp_path, store, tiny_config):
-    out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "cli.pcmodels",
-           "train", "--store", str(store), "--out", str(out), "--config", str(tiny_config), "--epochs", "1", "--quiet"]
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert r.returncode == 0, r.stderr[-3000:]
-    single = tmp_path / "single"
-    one = train(store, single, load_config(tiny_config, epochs=1), progress=False)
-    two_steps = json.loads((out / "checkpoints" / "last.json").read_text())["step"]
-    # Each rank streams half of the epoch: half as many steps as one process.
-    assert two_steps == one.steps // 2
-    assert "parameters" in r.stdout
-
-
-def test_bad_settings_are_clear(tmp_path, store, tiny_config):
+def test_bad_settings_are_clear(tmp_path, store):
     with pytest.raises(ConfigError, match="no cloud field 'charge' to condition on"):
-        train(store, tmp_path / "r", load_config(tiny_config, steps=1, cond_fields=("charge",)), progress=False)
-    train(store, tmp_path / "r2", load_config(tiny_config, steps=2), progress=False)
-    with pytest.raises(RunError, match="was started with another configuration .differs in lr"):
-        train(store, tmp_path / "r2", load_config(tiny_config, steps=2, lr=0.5), progress=False)
-    with pytest.raises(ConfigError, match="unknown setting 'hiden'"):
-        load_config(tiny_config, hiden=3)
+        train(store, tmp_path / "r", tiny(steps=1, overrides=("data.cond_fields=[charge]",)), progress=False)
+    assert not (tmp_path / "r").exists()
+    train(store, tmp_path / "r2", tiny(steps=2), progress=False)
+    with pytest.raises(RunError, match=r"another configuration \(differs in optim.net.lr\)"):
+        train(store, tmp_path / "r2", tiny(steps=2, overrides=("optim.net.lr=0.5",)), progress=False)
+
+
+def test_yaml_numbers_and_overrides_are_typed(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: mdma\noptim:\n  critic: {lr: 1e-3}\ntrain: {steps: 3}\n")  # YAML 1.1: '1e-3' is a string
+    cfg = load_config(path, overrides=("optim.generator.lr=2e-4", "network.gen_layers=3"))
+    assert cfg.optim["critic"].lr == 1e-3 and cfg.optim["generator"].lr == 2e-4 and cfg.network.gen_layers == 3
+    assert cfg.optim["generator"].betas == (0.0, 0.999) and cfg.optim["generator"].eps == 1e-14  # the paper's
+    for override, message in [("optim.generator.lr=fast", "optim.generator.lr: expected a number, got 'fast'"),
+                              ("optim.gen.lr=1", "optim.gen: mdma has no optimiser of that name"),
+                              ("network.gen_heads=5", "network.gen_heads: 5 heads must divide hidden = 48"),
+                              ("train.ema=1", "train.ema: must be in [0, 1), got 1.0"),
+                              ("data.pad=0", "data.pad: must be 'batch' or >= 1, got 0"),
+                              ("method.loss=vanilla", "method.loss: expected one of 'lsgan', 'hinge', 'wgan'"),
+                              ("sampling.sampler=ddim", "sampling.sampler: 'ddim' is not a sampler of mdma"),
+                              ("network.hiden=3", "network.hiden: unknown setting")]:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+            load_config(path, overrides=(override,))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "optim.net.lr=-1"], "optim.net.lr: must be > 0, got -1.0"),
+    (["--set", "nonsense"], "--set 'nonsense': expected key=value"),
+    (["--set", "train.steps=two"], "train.steps: expected an integer, got 'two'"),
+    (["--model", "mdma"], "--model mdma: the config file"),
+])
+def test_cli_bad_config_is_one_line_exit_2_and_no_run_folder(tmp_path, store, args, message):
+    out = tmp_path / "run"
+    r = run_cli("pcmodels", "train", "--store", str(store), "--out", str(out), "--config",
+                str(get_model("epic-fm").config_path("tiny")), *args)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_a_diverging_gan_stops_clearly_and_keeps_its_last_good_checkpoint(tmp_path, store):
+    # A critic limit of 1 (LSGAN's real target) is crossed after some healthy steps: the run stops there.
+    out = tmp_path / "run"
+    r = run_cli("pcmodels", "train", "--store", str(store), "--out", str(out), "--config",
+                str(get_model("mdma").config_path("tiny")), "--steps", "60", "--quiet",
+                "--set", "method.critic_limit=1.0", "--set", "train.checkpoint_every=1")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    line = r.stderr.strip()
+    assert "training stopped at step" in line and "the critic exploded" in line
+    stopped = int(line.split("training stopped at step ")[1].split(":")[0])
+    assert 1 < stopped < 60
+    assert line.endswith(f"the last good checkpoint (step-{stopped - 1:07d}) is kept")
+    pointer = json.loads((out / "checkpoints" / "last.json").read_text())
+    assert pointer["step"] == stopped - 1  # nothing of the diverged step was saved
+    tensors, meta = Run.open(out).load_checkpoint()
+    assert meta["step"] == stopped - 1 and all(bool(t.isfinite().all()) for t in tensors.values() if t.is_floating_point())
