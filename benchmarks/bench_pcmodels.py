@@ -3,7 +3,8 @@
 1. ``--jets`` Pythia 8 top jets (``--particles`` 30 or 150) generated once
    (``bench-data/t<P>-<N>.hdf5``) and ingested into a store (70/15/15 split).
 2. Each model (``--models``) trained with its ``small`` config for the same wall time
-   (``--minutes``): a 30-step probe measures its step time, then the run gets as many steps as fit.
+   (``--minutes``): two probes (50 and 250 steps) measure its step time, then the run gets as many
+   steps as fit.
 3. Generation cost in ms per jet at batch ``--timing-batch`` (1,000) for every sampler of the model
    (and 25/50/100 steps where the sampler has steps), best of 3.
 4. ``--num`` jets sampled with the run's default sampler and scored against as many test-split
@@ -64,11 +65,17 @@ def main() -> None:
     for model in args.models.split(","):
         spec = get_model(model)
         small = spec.config_path("small")
-        probe_dir = args.workdir / f"probe-{model}-{P}"
-        shutil.rmtree(probe_dir, ignore_errors=True)
-        t0 = time.perf_counter()
-        train(store, probe_dir, load_config(small, overrides=overrides + ("train.val_batches=0",), steps=30), progress=False)
-        per_step = (time.perf_counter() - t0) / 30
+        # Step time from two probes (50 and 250 steps), so start-up costs cancel out.
+        took = []
+        for n in (50, 250):
+            probe_dir = args.workdir / f"probe-{model}-{P}-{n}"
+            shutil.rmtree(probe_dir, ignore_errors=True)
+            t0 = time.perf_counter()
+            train(store, probe_dir, load_config(small, overrides=overrides + ("train.val_batches=0",), steps=n),
+                  progress=False)
+            took.append(time.perf_counter() - t0)
+            shutil.rmtree(probe_dir, ignore_errors=True)
+        per_step = (took[1] - took[0]) / 200
         steps = max(30, int(args.minutes * 60 / per_step))
         run = args.workdir / f"run-{model}-{P}-{args.jets}-{steps}"
         shutil.rmtree(run, ignore_errors=True)

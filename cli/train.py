@@ -6,6 +6,7 @@ Model and sampler choices come from the registry (:mod:`pcmodels.registry`).
 from __future__ import annotations
 
 import json
+import os
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -56,8 +57,8 @@ def train_cmd(
     cfg = load_config(config, model=model.value if model else None, overrides=tuple(overrides or ()), epochs=epochs,
                       steps=steps, batch_size=batch_size)
     result = train(store, out, cfg, device=device.value, progress=not quiet)
-    if result.world_size > 1 and __import__("os").environ.get("RANK", "0") != "0":
-        return
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     shown = ", ".join(f"{k} {v:.4g}" for k, v in {**result.final, **result.validation}.items())
     typer.echo(f"run {result.run}: {cfg.model}, {result.steps} steps on {result.world_size} process(es), {shown}, "
                f"{result.clouds_per_second:,.0f} clouds/s, {result.parameters:,} parameters")

@@ -3,7 +3,7 @@ import pytest
 from pcdata.errors import SourceError
 from pcdata.sources.root import load_mapping
 from pcmodels.errors import ConfigError
-from pcmodels.training import load_config
+from pcmodels.config import load_config
 
 
 def test_yaml_files_give_one_line_errors_naming_the_file(tmp_path):
@@ -17,8 +17,10 @@ def test_yaml_files_give_one_line_errors_naming_the_file(tmp_path):
         load_mapping(tmp_path / "list.yaml")
     with pytest.raises(ConfigError, match=r"list.yaml: a config file must hold a YAML mapping"):
         load_config(tmp_path / "list.yaml")
-    # An empty config file means "all defaults"; an empty mapping file is an error.
+    # An empty config file means "all defaults" of the model given; an empty mapping file is an error.
     (tmp_path / "empty.yaml").write_text("")
-    assert load_config(tmp_path / "empty.yaml").model == "epic-fm"
+    assert load_config(tmp_path / "empty.yaml", model="mdma").model == "mdma"
+    with pytest.raises(ConfigError, match=r"empty.yaml: no model given"):
+        load_config(tmp_path / "empty.yaml")
     with pytest.raises(SourceError, match="must hold a YAML mapping"):
         load_mapping(tmp_path / "empty.yaml")
