@@ -149,11 +149,14 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Length and bookkeeping: ``epochs`` or ``steps`` (exactly one), EMA decay of every trained
+    """Length and bookkeeping: ``epochs`` or ``steps`` (exactly one; the schedules span it), an
+    optional wall-time budget per invocation (``max_minutes``: training stops, checkpointed and
+    validated, at the first step past it; running again resumes), EMA decay of every trained
     module (0: the EMA copy is the weights), logging, checkpoints, validation batches."""
 
     epochs: int | None = None
     steps: int | None = None
+    max_minutes: float | None = None
     seed: int = 0
     ema: float = 0.999
     log_every: int = 10
@@ -165,6 +168,7 @@ class TrainConfig:
         _check((self.epochs is None) != (self.steps is None), "epochs", "give exactly one of epochs and steps")
         _check((self.epochs or 1) >= 1, "epochs", f"must be >= 1, got {self.epochs}")
         _check((self.steps or 1) >= 1, "steps", f"must be >= 1, got {self.steps}")
+        _check(self.max_minutes is None or self.max_minutes > 0, "max_minutes", f"must be > 0, got {self.max_minutes}")
         _check(0 <= self.ema < 1, "ema", f"must be in [0, 1), got {self.ema}")
         for name in ("log_every", "checkpoint_every"):
             _check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")

@@ -204,22 +204,27 @@ class Trainer:
         bar = _Bar(self.progress and dist.is_main, self.total, stepper.step)
         scalars: dict[str, float] = {}
         seen, t_start = 0, time.perf_counter()
+        budget = config.train.max_minutes * 60 if config.train.max_minutes else math.inf
+        out_of_time = False
         try:
             with bar:
-                while stepper.step < self.total:
+                while stepper.step < self.total and not out_of_time:
                     finished_epoch = True
                     for batch in self.loader:
                         scalars = self._step(batch)
                         seen += batch["points"].shape[0] * dist.world_size
                         step, rate = stepper.step, seen / max(1e-9, time.perf_counter() - t_start)
                         bar.update(step, scalars, rate)
-                        if step % config.train.log_every == 0 or step == self.total:
+                        # Every rank stops at the same step: rank 0's clock decides.
+                        out_of_time = self._broadcast_flag(time.perf_counter() - t_start >= budget)
+                        last = step >= self.total or out_of_time
+                        if step % config.train.log_every == 0 or last:
                             logger.log(step, {**scalars, **stepper.learning_rates(), "clouds_per_s": rate,
                                               "epoch": step / self.steps_per_epoch})
-                        if step % config.train.checkpoint_every == 0 or step == self.total:
+                        if step % config.train.checkpoint_every == 0 or last:
                             self.save()
-                        if step >= self.total:
-                            finished_epoch = step % self.steps_per_epoch == 0
+                        if last:
+                            finished_epoch = step % self.steps_per_epoch == 0 or out_of_time
                             break
                     if finished_epoch:
                         self.validation = self.validate()
@@ -230,6 +235,13 @@ class Trainer:
             logger.close()
         return TrainResult(self.run.path, stepper.step, scalars, self.validation,
                            seen / max(1e-9, time.perf_counter() - t_start), self.method.parameters(), dist.world_size)
+
+    def _broadcast_flag(self, flag: bool) -> bool:
+        if self.dist.world_size == 1 or self.config.train.max_minutes is None:
+            return flag
+        t = torch.tensor([int(flag)], device=self.dist.device)
+        torch.distributed.broadcast(t, 0)
+        return bool(t.item())
 
     def _step(self, batch: dict) -> dict[str, float]:
         step = self.stepper.step

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -103,3 +104,14 @@ def test_a_diverging_gan_stops_clearly_and_keeps_its_last_good_checkpoint(tmp_pa
     assert pointer["step"] == stopped - 1  # nothing of the diverged step was saved
     tensors, meta = Run.open(out).load_checkpoint()
     assert meta["step"] == stopped - 1 and all(bool(t.isfinite().all()) for t in tensors.values() if t.is_floating_point())
+
+
+def test_a_wall_time_budget_stops_checkpointed_and_a_rerun_continues(tmp_path, store):
+    cfg = tiny(steps=100_000, overrides=("train.max_minutes=0.05", "train.checkpoint_every=100000"))
+    t0 = time.perf_counter()
+    first = train(store, tmp_path / "run", cfg, progress=False)
+    assert time.perf_counter() - t0 < 60
+    assert 0 < first.steps < 100_000
+    assert Run.open(first.run).load_checkpoint()[1]["step"] == first.steps  # saved where it stopped
+    second = train(store, tmp_path / "run", cfg, progress=False)
+    assert second.steps > first.steps
