@@ -40,6 +40,9 @@ def main() -> None:
     ap.add_argument("--num", type=int, default=5000)
     ap.add_argument("--timing-batch", type=int, default=1000)
     ap.add_argument("--models", default="epic-fm,epic-jedi,mdma")
+    ap.add_argument("--timing", choices=("all", "default"), default="all",
+                    help="time every sampler at 25/50/100 steps, or only the default sampler at 50")
+    ap.add_argument("--reuse", action="store_true", help="reuse a finished run of this benchmark in --workdir")
     ap.add_argument("--set", action="append", default=[], help="config override for every model")
     ap.add_argument("--workdir", type=Path, default=Path("bench-data"))
     args = ap.parse_args()
@@ -65,28 +68,38 @@ def main() -> None:
     for model in args.models.split(","):
         spec = get_model(model)
         small = spec.config_path("small")
-        # Step time from two probes (50 and 250 steps), so start-up costs cancel out.
-        took = []
-        for n in (50, 250):
-            probe_dir = args.workdir / f"probe-{model}-{P}-{n}"
-            shutil.rmtree(probe_dir, ignore_errors=True)
+        previous = sorted(args.workdir.glob(f"run-{model}-{P}-{args.jets}-*"))
+        if args.reuse and previous and (previous[-1] / "checkpoints" / "last.json").exists():
+            run, t0 = previous[-1], time.perf_counter()
+            print(f"reusing {run}", flush=True)
+            r = train(store, run, load_config(run / "config.yaml"), progress=False)  # finished: returns at once
+            rates = [line.split(",") for line in (run / "log.csv").read_text().splitlines() if ",clouds_per_s," in line]
+            rate = float(rates[-1][2])  # as logged when it trained
+            r = type(r)(r.run, r.steps, r.final, r.validation, rate, r.parameters)
+            train_s = r.steps * load_config(run / "config.yaml").data.batch_size / rate
+        else:
+            # Step time from two probes (50 and 250 steps), so start-up costs cancel out.
+            took = []
+            for n in (50, 250):
+                probe_dir = args.workdir / f"probe-{model}-{P}-{n}"
+                shutil.rmtree(probe_dir, ignore_errors=True)
+                t0 = time.perf_counter()
+                train(store, probe_dir, load_config(small, overrides=overrides + ("train.val_batches=0",), steps=n),
+                      progress=False)
+                took.append(time.perf_counter() - t0)
+                shutil.rmtree(probe_dir, ignore_errors=True)
+            per_step = (took[1] - took[0]) / 200
+            steps = max(30, int(args.minutes * 60 / per_step))
+            run = args.workdir / f"run-{model}-{P}-{args.jets}-{steps}"
+            shutil.rmtree(run, ignore_errors=True)
             t0 = time.perf_counter()
-            train(store, probe_dir, load_config(small, overrides=overrides + ("train.val_batches=0",), steps=n),
-                  progress=False)
-            took.append(time.perf_counter() - t0)
-            shutil.rmtree(probe_dir, ignore_errors=True)
-        per_step = (took[1] - took[0]) / 200
-        steps = max(30, int(args.minutes * 60 / per_step))
-        run = args.workdir / f"run-{model}-{P}-{args.jets}-{steps}"
-        shutil.rmtree(run, ignore_errors=True)
-        t0 = time.perf_counter()
-        # The schedule spans the probes' estimate; the wall-time budget makes the training time equal.
-        r = train(store, run, load_config(small, overrides=overrides + (f"train.max_minutes={args.minutes}",),
-                                          steps=steps), progress=True)
-        train_s = time.perf_counter() - t0
+            # The schedule spans the probes' estimate; the wall-time budget makes the training time equal.
+            r = train(store, run, load_config(small, overrides=overrides + (f"train.max_minutes={args.minutes}",),
+                                              steps=steps), progress=True)
+            train_s = time.perf_counter() - t0
         timing = {}
-        for sampler in spec.samplers:
-            for n in ((None,) if sampler == "direct" else (25, 50, 100)):
+        for sampler in spec.samplers if args.timing == "all" else spec.samplers[:1]:
+            for n in ((None,) if sampler == "direct" else (25, 50, 100) if args.timing == "all" else (50,)):
                 timing[f"{sampler}-{n}" if n else sampler] = _ms_per_jet(run, sampler, n, args.timing_batch)
         gen = args.workdir / f"gen-{model}-{P}.zarr"
         shutil.rmtree(gen, ignore_errors=True)
