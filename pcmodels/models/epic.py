@@ -67,7 +67,7 @@ class DiffusionSection:
 
 #: Samplers, the default first.
 FM_SAMPLERS = ("midpoint", "euler", "rk4")
-JEDI_SAMPLERS = ("ddim", "ddpm", "euler", "midpoint", "rk4")
+JEDI_SAMPLERS = ("ddpm", "ddim", "euler", "midpoint", "rk4")
 
 
 def _field(objective, samplers: tuple[str, ...], config, data: DataSpec) -> FieldMethod:

@@ -51,7 +51,7 @@ def test_sample_cli_jetnet_layout_and_errors(tmp_path, run):
         assert f["particle_features"].shape == (20, 30, 4) and f["jet_features"].shape == (20, 4)
     for args, message in [(["--num", "0"], "error: --num must be >= 1, got 0"),
                           (["--num", "5", "--sampler", "direct"], "error: --sampler: sampler 'direct' is not one of "
-                                                                  "ddim, ddpm, euler, midpoint, rk4 for epic-jedi"),
+                                                                  "ddpm, ddim, euler, midpoint, rk4 for epic-jedi"),
                           (["--num", "5", "--steps", "0"], "error: --steps must be >= 1, got 0")]:
         bad = run_cli("pcmodels", "sample", "--run", str(path), "--out", str(tmp_path / "x"), *args)
         assert bad.returncode == 2 and bad.stderr.strip() == message, bad.stderr
