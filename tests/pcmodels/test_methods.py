@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from pcmodels.methods import Draws, FlowMatching, VPDiffusion, masked_mse
+from pcmodels.methods import Draws, VPDiffusion, masked_mse
 from pcmodels.networks import EPiCConfig, EPiCNetwork
 from pcmodels.solvers import integrate
 

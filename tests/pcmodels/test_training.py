@@ -9,7 +9,7 @@ import pytest
 
 from pcdata.ingest import ingest_jetnet
 from pcmodels.config import load_config
-from pcmodels.errors import ConfigError, RunError, TrainingDiverged
+from pcmodels.errors import ConfigError, RunError
 from pcmodels.registry import get_model
 from pcmodels.run import RUN_VERSION, Run
 from pcmodels.training import train
