@@ -4,7 +4,7 @@ Each variant trains the ``small`` config for ``--steps`` steps on the benchmark 
 (``bench_pcmodels.py`` makes it), samples ``--num`` jets with each sampler at 50 steps and is
 scored against as many test jets (W1M, W1P, FPD, KL beside the real-vs-real floor). Variants:
 EPiC-FM as the reference; EPiC-JeDi as shipped; features at std 1 instead of 5 (``feature_scale``);
-lr 1e-3 instead of 3e-4; both.
+lr 1e-3 instead of 3e-4; both; predicting v instead of eps.
 
     python benchmarks/bench_jedi_ablation.py [--steps 3000] [--num 2500] [--variants fm,jedi,...]
 """
@@ -23,6 +23,7 @@ VARIANTS = {
     "jedi-scale1": ("epic-jedi", ("method.feature_scale=1",)),
     "jedi-lr1e-3": ("epic-jedi", ("optim.net.lr=1e-3",)),
     "jedi-scale1-lr1e-3": ("epic-jedi", ("method.feature_scale=1", "optim.net.lr=1e-3")),
+    "jedi-v": ("epic-jedi", ("method.prediction=v",)),
 }
 
 

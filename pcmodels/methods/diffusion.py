@@ -24,11 +24,15 @@ class VPDiffusion:
     Attributes:
         beta_min, beta_max: the linear noise-rate schedule (VP-SDE defaults 0.1 and 20).
         t_min: smallest time used in training and where sampling stops (avoids sigma = 0).
+        prediction: what the network predicts: the noise ``eps`` (PC-JeDi) or the velocity
+            ``v = alpha eps - sigma x_0`` (Salimans & Ho 2022), whose error is not amplified by
+            ``1 / alpha`` when the clean cloud is estimated at high noise.
     """
 
     beta_min: float = 0.1
     beta_max: float = 20.0
     t_min: float = 1e-3
+    prediction: str = "eps"
     samplers = ("ddpm", "ddim", *ODE_SOLVERS)
 
     def log_alpha(self, t: torch.Tensor) -> torch.Tensor:
@@ -48,7 +52,14 @@ class VPDiffusion:
         t = self.t_min + (1 - self.t_min) * draws.rand(b).to(x.device)
         eps = draws.randn(*x.shape).to(x.device, x.dtype) * m
         a, s = (v.view(-1, 1, 1).to(x.dtype) for v in self.alpha_sigma(t))
-        return masked_mse(net(a * x + s * eps, t, mask, cond), eps, mask, draws.mean_count(mask.sum()))
+        target = eps if self.prediction == "eps" else a * eps - s * x
+        return masked_mse(net(a * x + s * eps, t, mask, cond), target, mask, draws.mean_count(mask.sum()))
+
+    def eps_x0(self, out: torch.Tensor, x: torch.Tensor, a: torch.Tensor, s: torch.Tensor):
+        """The noise and clean-cloud estimates from the network's output at ``x_t``."""
+        if self.prediction == "eps":
+            return out, (x - s * out) / a
+        return s * x + a * out, a * x - s * out
 
     @torch.no_grad()
     def sample(self, net, noise, mask, cond, *, solver="ddim", steps=100, generator=None):
@@ -57,7 +68,8 @@ class VPDiffusion:
         if solver in ODE_SOLVERS:
             def drift(x, t):
                 a, s = (v.view(-1, 1, 1) for v in self.alpha_sigma(t))
-                return -0.5 * self.beta(t).view(-1, 1, 1) * (x - net(x, t, mask, cond) / s) * m
+                eps, _ = self.eps_x0(net(x, t, mask, cond), x, a, s)
+                return -0.5 * self.beta(t).view(-1, 1, 1) * (x - eps / s) * m
 
             return integrate(drift, x, 1.0, self.t_min, steps=steps, solver=solver)
         if solver not in ("ddpm", "ddim"):
@@ -68,8 +80,7 @@ class VPDiffusion:
             t, s_time = times[k].expand(b), times[k + 1].expand(b)
             a_t, s_t = (v.view(-1, 1, 1) for v in self.alpha_sigma(t))
             a_s, s_s = (v.view(-1, 1, 1) for v in self.alpha_sigma(s_time))
-            eps = net(x, t, mask, cond)
-            x0 = (x - s_t * eps) / a_t
+            eps, x0 = self.eps_x0(net(x, t, mask, cond), x, a_t, s_t)
             if solver == "ddim" or k == steps - 1:
                 x = a_s * x0 + s_s * eps
             else:
@@ -84,5 +95,7 @@ class VPDiffusion:
         return x
 
     def __post_init__(self) -> None:
+        if self.prediction not in ("eps", "v"):
+            raise ValueError(f"prediction: must be 'eps' or 'v', got {self.prediction!r}")
         if not 0 < self.t_min < 1 or self.beta_min <= 0 or self.beta_max <= self.beta_min:
             raise ValueError("beta_min: VP diffusion needs 0 < t_min < 1 and 0 < beta_min < beta_max")

@@ -8,6 +8,7 @@ time embedding, features scaled to std 5, AdamW lr 1e-3 (EPiC-JeDi 1e-4) with gr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ..config import OptimConfig
 from ..methods.base import DataSpec
@@ -57,10 +58,11 @@ class DiffusionSection:
     beta_min: float = 0.1
     beta_max: float = 20.0
     t_min: float = 1e-3
+    prediction: Literal["eps", "v"] = "eps"
     feature_scale: float = 5.0
 
     def __post_init__(self) -> None:
-        VPDiffusion(self.beta_min, self.beta_max, self.t_min)
+        VPDiffusion(self.beta_min, self.beta_max, self.t_min, self.prediction)
         if self.feature_scale <= 0:
             raise ValueError(f"feature_scale: must be > 0, got {self.feature_scale}")
 
@@ -82,7 +84,7 @@ def _flow_matching(config, data: DataSpec) -> FieldMethod:
 
 def _diffusion(config, data: DataSpec) -> FieldMethod:
     m = config.method
-    return _field(VPDiffusion(m.beta_min, m.beta_max, m.t_min), JEDI_SAMPLERS, config, data)
+    return _field(VPDiffusion(m.beta_min, m.beta_max, m.t_min, m.prediction), JEDI_SAMPLERS, config, data)
 
 
 register(ModelSpec(

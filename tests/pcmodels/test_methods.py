@@ -49,3 +49,18 @@ def test_unknown_sampler_is_rejected():
     net = EPiCNetwork(EPiCConfig(features=2, hidden=8, latent=2, layers=1, time_dim=4))
     with pytest.raises(ValueError, match="unknown sampler 'heun'"):
         VPDiffusion().sample(net, torch.zeros(1, 2, 2), torch.ones(1, 2, dtype=torch.bool), None, solver="heun", steps=2)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_diffusion_recovers_noise_and_clean_cloud_from_its_target(prediction):
+    vp = VPDiffusion(prediction=prediction)
+    g = torch.Generator().manual_seed(1)
+    x0, eps = torch.randn(3, 4, 2, generator=g), torch.randn(3, 4, 2, generator=g)
+    a, s = (v.view(-1, 1, 1) for v in vp.alpha_sigma(torch.tensor([0.01, 0.5, 1.0])))
+    xt = a * x0 + s * eps
+    target = eps if prediction == "eps" else a * eps - s * x0  # what the loss regresses
+    got_eps, got_x0 = vp.eps_x0(target, xt, a, s)
+    torch.testing.assert_close(got_eps, eps, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got_x0, x0, rtol=1e-3, atol=2e-3)
+    with pytest.raises(ValueError, match="prediction: must be 'eps' or 'v'"):
+        VPDiffusion(prediction="x0")
