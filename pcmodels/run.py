@@ -37,7 +37,7 @@ from .config import RunConfig
 from .errors import RunError
 from .methods.base import DataSpec, Method
 from .training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .training.step import module_tensors
+from .training.step import copy_parameters, module_tensors
 
 __all__ = ["Run", "RUN_FORMAT", "RUN_VERSION", "environment"]
 
@@ -178,12 +178,8 @@ class Run:
         try:
             for name, module in method.modules.items():
                 module.load_state_dict(module_tensors(tensors, name))
-                averaged = module_tensors(tensors, name, "ema") if ema else {}
-                if averaged:
-                    params = dict(module.named_parameters())
-                    with torch.no_grad():
-                        for k, v in averaged.items():
-                            params[k].copy_(v)
+                if ema:
+                    copy_parameters(module, module_tensors(tensors, name, "ema"))
         except (RuntimeError, KeyError) as err:
             raise RunError(f"{self.latest_checkpoint()}: checkpoint does not fit the model "
                            f"({str(err).splitlines()[0]})") from err

@@ -137,11 +137,8 @@ class Stepper:
             self._load(live)
 
     def _load(self, weights: dict[str, dict[str, torch.Tensor]]) -> None:
-        with torch.no_grad():
-            for n, named in weights.items():
-                params = dict(self.method.modules[n].named_parameters())
-                for k, v in named.items():
-                    params[k].copy_(v)
+        for n, named in weights.items():
+            copy_parameters(self.method.modules[n], named)
 
     # -- state ---------------------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
@@ -167,6 +164,14 @@ class Stepper:
             self.schedulers[n].load_state_dict(meta["schedulers"][n])
         self.ema_updates = {n: int(v) for n, v in meta["ema_updates"].items()}
         self.step = int(meta["step"])
+
+
+def copy_parameters(module: nn.Module, named: dict[str, torch.Tensor]) -> None:
+    """Copy tensors into a module's parameters by name (EMA weights in and out)."""
+    params = dict(module.named_parameters())
+    with torch.no_grad():
+        for k, v in named.items():
+            params[k].copy_(v)
 
 
 def module_tensors(tensors: dict[str, torch.Tensor], name: str, kind: str = "module") -> dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from pcdata import open_store
-from pcdata.loaders import PointCloudLoader, Standardize, transform_from_dict
+from pcdata.loaders import PointCloudLoader, Standardize
 
 from ..conditioning import CloudFieldModel
 from ..config import RunConfig
@@ -178,15 +178,15 @@ class Trainer:
         store, config = self.store, self.config
         if config.train.val_batches == 0 or len(store.split_indices("val")) == 0:
             return {}
-        loader = PointCloudLoader(store, split="val", batch_size=config.data.batch_size, shuffle=False,
-                                  pad=config.data.pad, fields=config.data.cond_fields, rank=0, world_size=1)
-        transforms = transform_from_dict(self.loader.transforms.to_dict())
+        # Every rank validates on the whole head of the val split; its transforms bind to the same
+        # store statistics as the training loader's.
+        loader = data_loader(store, config, split="val", rank=0, world_size=1, shuffle=False)
 
         def batches():
             for i, batch in enumerate(loader):
                 if i >= config.train.val_batches:
                     return
-                yield {k: v.to(self.dist.device) for k, v in transforms(batch).items()}
+                yield {k: v.to(self.dist.device) for k, v in batch.items()}
 
         with torch.no_grad(), self.stepper.ema_weights() as method:
             return method.validate(batches())
@@ -245,17 +245,19 @@ class Trainer:
 
     def _step(self, batch: dict) -> dict[str, float]:
         step = self.stepper.step
-        last = self.run.latest_checkpoint()
-        kept = f"the last good checkpoint ({last.name}) is kept" if last else "no checkpoint was written yet"
         try:
             scalars = self.stepper.train_batch(batch)
         except TrainingDiverged as err:
-            raise TrainingDiverged(f"{self.run.path}: training stopped at step {step + 1}: {err}; {kept}") from None
+            raise self._diverged(step, str(err)) from None
         bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
         if bad:
-            raise TrainingDiverged(f"{self.run.path}: training stopped at step {step + 1}: {bad[0]} is "
-                                   f"{scalars[bad[0]]}; {kept}")
+            raise self._diverged(step, f"{bad[0]} is {scalars[bad[0]]}")
         return scalars
+
+    def _diverged(self, step: int, why: str) -> TrainingDiverged:
+        last = self.run.latest_checkpoint()  # read only when it is needed, not at every step
+        kept = f"the last good checkpoint ({last.name}) is kept" if last else "no checkpoint was written yet"
+        return TrainingDiverged(f"{self.run.path}: training stopped at step {step + 1}: {why}; {kept}")
 
 
 def _differing(old: Any, new: Any, prefix: str = "") -> list[str]:
