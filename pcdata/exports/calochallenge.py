@@ -34,7 +34,8 @@ def export_calochallenge(
     Each cloud becomes one row of voxel energies (float32); hits that fall in the same cell (as a
     generative model's may) are summed, in float64 rounded once. For a store ingested from
     CaloChallenge files without a threshold, the export equals the input arrays bit for bit.
-    ``incident_energies`` keeps the store's dtype (float32 for the official files).
+    ``incident_energies`` is written as float64 whatever the store holds (float32 values exactly):
+    the official evaluator's classifiers fail when both datasets of a file are float32.
 
     Args:
         store: a store or its path (kind ``showers``, point features ``layer, alpha_bin, r_bin,
@@ -80,14 +81,10 @@ def export_calochallenge(
     if not len(indices):
         raise ExportError(f"{where}: no showers to write" + (f" in split {split!r}" if split else ""))
 
-    feature = {f.name: f for f in store.meta.cloud_features}["incident_energy"]
-    # float32 energies stay float32 (the official files); anything else is written as float64.
-    inc_dtype = np.float32 if np.dtype(feature.dtype) == np.float32 else np.float64
     # The read side's block size: ~64 MiB of float32 voxels per block, whatever the geometry.
     block = default_block_rows(geo.n_voxels)
     attrs = {"geometry": geo.name, "exported_from": str(store.path)}
-    with CaloChallengeWriter(out, n_showers=len(indices), n_voxels=geo.n_voxels, incident_dtype=inc_dtype,
-                             attrs=attrs) as writer:
+    with CaloChallengeWriter(out, n_showers=len(indices), n_voxels=geo.n_voxels, attrs=attrs) as writer:
         for lo in range(0, len(indices), block):
             clouds = store.take(indices[lo : lo + block], fields=["incident_energy"])
             try:

@@ -186,6 +186,7 @@ def evaluate(real: str | os.PathLike, generated: str | os.PathLike, out: str | o
     report = {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
+        "kind": "jets",
         "real": {"store": str(real_store.path), "split": split, "num_jets": len(real_sample),
                  "split_size": len(split_index), "num_particles": P, "truncated_points": real_trunc},
         "generated": {"store": str(gen_store.path), "num_jets": len(gen_sample), "store_size": gen_store.num_clouds,

@@ -4,6 +4,9 @@
   FPD, KPD), imported safely under numpy 2, on zero-padded ``[N, P, 3]`` relative-coordinate jets.
 - :mod:`.kl`: the binned, bootstrapped KL divergence of the EPiC-FM paper on per-jet features.
 - :mod:`.plots`: real-vs-generated histograms with ratio panels.
+- :mod:`.calo`: the CaloChallenge high-level shower features, histograms and separation powers.
+- :mod:`.frechet`: FPD and KPD with jetnet's sampling, re-coded (showers' 362 features).
+- :mod:`.classifier`: the CaloChallenge DNN classifier metric (AUC, JSD after calibration).
 
 Importing this package is cheap: jetnet (and with it torch and numba) loads on first use.
 """

@@ -173,7 +173,7 @@ def test_generated_clouds_sum_hits_in_one_cell(tmp_path):
                     ("layer", "alpha_bin", "r_bin", "energy"))
     write_store(tmp_path / "gen", clouds, calochallenge_template("ds2"))
     showers, energy = evaluator_load(export_calochallenge(tmp_path / "gen", tmp_path / "gen.hdf5"), "ds2")
-    assert energy.dtype == np.float32 and energy[:, 0].tolist() == [1000.0, 2000.0, 4000.0]
+    assert energy.dtype == np.float64 and energy[:, 0].tolist() == [1000.0, 2000.0, 4000.0]
     cell = 3 * 144 + 2 * 9 + 4
     assert showers[0, cell] == np.float32(3.75) and showers[0, 0] == 7.0
     assert np.count_nonzero(showers[0]) == 2 and not showers[1].any()

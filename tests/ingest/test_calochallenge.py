@@ -102,7 +102,7 @@ def test_a_fragment_larger_than_a_read_block_is_read_in_blocks(shower_files, mon
         return real(file, start, stop, **kw)
 
     monkeypatch.setattr("pcdata.ingest.calochallenge.read_calochallenge_block", spy)
-    source = CaloChallengeShowers((info,), "ds2", block_rows=16)
+    source = CaloChallengeShowers((info,), "ds2", block_rows=16, incident_dtype="float64")
     clouds = source.read(0, 5, 60)
     assert seen == [(5, 21), (21, 37), (37, 53), (53, 60)]
     assert clouds.equals(real(info, 5, 60))

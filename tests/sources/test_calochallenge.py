@@ -110,7 +110,7 @@ def test_block_read_returns_exactly_the_rows_asked_for(good_file, monkeypatch):
     # only the two datasets were read, each with the row slice 37:81 and nothing else
     assert sorted(seen) == [("/incident_energies", slice(37, 81)), ("/showers", slice(37, 81))]
     assert len(clouds) == 44
-    expected = voxels_to_clouds(showers[37:81], inc[37:81], "ds1-photons")
+    expected = voxels_to_clouds(showers[37:81], inc[37:81].astype(np.float64), "ds1-photons")  # written as float64
     assert clouds.equals(expected)
 
 
@@ -156,8 +156,10 @@ def test_writer_layout_matches_the_official_files(tmp_path):
         assert f["incident_energies"].shape == (300, 1) and f["showers"].shape == (300, 368)
         assert f["showers"].compression == "gzip" and f["incident_energies"].compression == "gzip"
         assert f["showers"].chunks[1] == 368  # chunks of whole rows
-        assert f["showers"].dtype == np.float32 and f["incident_energies"].dtype == np.float32
+        # float64 energies: exact for float32 input, and the official classifiers need one float64 dataset
+        assert f["showers"].dtype == np.float32 and f["incident_energies"].dtype == np.float64
         np.testing.assert_array_equal(f["showers"][:], showers)
+        np.testing.assert_array_equal(f["incident_energies"][:].astype(np.float32), inc.reshape(-1, 1))
     # float64 incident energies stay float64 (no rounding on the way out)
     write_calochallenge_hdf5(tmp_path / "f64.hdf5", inc.astype(np.float64) + 0.1, showers)
     with h5py.File(tmp_path / "f64.hdf5", "r") as f:
