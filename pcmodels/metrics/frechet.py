@@ -138,16 +138,28 @@ def fpd(real: np.ndarray, generated: np.ndarray, *, min_samples: int = 20_000, m
     return float(params[0]), float(np.sqrt(np.diag(covs)[0]))
 
 
+def _kernel(a: np.ndarray, b: np.ndarray, d: int) -> np.ndarray:
+    k = a @ b.T
+    k /= d
+    k += 1
+    k *= k
+    k *= k
+    return k
+
+
 def _kernel_sum(a: np.ndarray, wa: np.ndarray, b: np.ndarray, wb: np.ndarray, d: int, block: int = 4096) -> float:
     # sum_ij wa_i wb_j (a_i . b_j / d + 1)^4 over distinct rows, in row blocks (bounded memory).
+    return float(sum(wa[lo:lo + block] @ (_kernel(a[lo:lo + block], b, d) @ wb) for lo in range(0, len(a), block)))
+
+
+def _kernel_sum_sym(a: np.ndarray, wa: np.ndarray, d: int, block: int = 4096) -> float:
+    # The same for b = a: the upper triangle of blocks only, off-diagonal blocks counted twice.
     total = 0.0
     for lo in range(0, len(a), block):
-        k = a[lo:lo + block] @ b.T
-        k /= d
-        k += 1
-        k *= k
-        k *= k
-        total += float(wa[lo:lo + block] @ (k @ wb))
+        hi = min(lo + block, len(a))
+        k = _kernel(a[lo:hi], a[lo:], d)
+        w = wa[lo:hi]
+        total += float(w @ (k[:, :hi - lo] @ w)) + 2 * float(w @ (k[:, hi - lo:] @ wa[hi:]))
     return total
 
 
@@ -160,8 +172,8 @@ def _mmd(x: np.ndarray, wx: np.ndarray, y: np.ndarray, wy: np.ndarray) -> float:
     m, n = wx.sum(), wy.sum()
     diag_x = ((np.einsum("ij,ij->i", kx, kx) / d + 1) ** 4) @ wx
     diag_y = ((np.einsum("ij,ij->i", ky, ky) / d + 1) ** 4) @ wy
-    xx = (_kernel_sum(kx, wx, kx, wx, d) - diag_x) / (m * (m - 1))
-    yy = (_kernel_sum(ky, wy, ky, wy, d) - diag_y) / (n * (n - 1))
+    xx = (_kernel_sum_sym(kx, wx, d) - diag_x) / (m * (m - 1))
+    yy = (_kernel_sum_sym(ky, wy, d) - diag_y) / (n * (n - 1))
     return xx + yy - 2 * _kernel_sum(kx, wx, ky, wy, d) / (m * n)
 
 
