@@ -259,6 +259,10 @@ class Log(_ColumnMap):
 class Dequantize(_ColumnMap):
     """Integer columns (calorimeter cell indices) plus uniform noise in [0, 1); inverse ``floor``.
 
+    Each value lies in ``[k, k + 1)`` in its dtype (clamped below ``k + 1`` where rounding of
+    ``k + u`` would reach it), so the inverse gives the integer back exactly, as
+    :func:`pcdata.geometry.voxels.dequantise` does.
+
     The noise is drawn from the generator the loader seeds from (seed, epoch, batch), so a
     stream is reproducible and the same for any number of workers.
 
@@ -282,7 +286,10 @@ class Dequantize(_ColumnMap):
 
     def forward(self, batch: dict, generator: torch.Generator | None = None) -> dict:
         def noisy(x, a, b):
-            return x + torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            # k + u rounds to k + 1 in float32 when u is within half an ulp of 1 (23 of 10 M
+            # points at ds3 cell numbers): clamp below k + 1 so that floor gives k back.
+            return torch.minimum(x + u, torch.nextafter(x + 1, x))
 
         return self._apply(batch, noisy)
 

@@ -38,6 +38,7 @@ from ..metrics import jets as jet_metrics
 from ..metrics.jets import (JET_OBSERVABLES, PARTICLE_FEATURES, JetSample, MetricConfig, compare_jets,
                            informative_observables)
 from ..metrics.plots import plot_comparison
+from .floor import floor_halves
 
 __all__ = ["DEFAULT_NUM", "METRICS", "REFERENCE", "EvaluationError", "evaluate", "format_summary"]
 
@@ -155,9 +156,9 @@ def evaluate(real: str | os.PathLike, generated: str | os.PathLike, out: str | o
     real_sample = JetSample.from_arrays(real_jets, real_mask, efp_jobs=config.efp_jobs)
     gen_sample = JetSample.from_arrays(gen_jets, gen_mask, efp_jobs=config.efp_jobs)
 
-    halves = rng.permutation(len(real_sample))
-    half = len(halves) // 2
-    half_a, half_b = real_sample.subset(np.sort(halves[:half])), real_sample.subset(np.sort(halves[half:2 * half]))
+    rows_a, rows_b = floor_halves(len(real_sample), rng)
+    half = len(rows_a)
+    half_a, half_b = real_sample.subset(rows_a), real_sample.subset(rows_b)
     if config.eval_size is None:
         config = replace(config, eval_size=min(half, len(gen_sample)))
 

@@ -48,6 +48,7 @@ from ..errors import EvaluationError
 from ..metrics import calo, frechet
 from ..metrics.classifier import ClassifierConfig, ClassifierResult, classifier_metric
 from . import shower_plots
+from .floor import floor_halves
 from .shower_samples import ShowerSample, describe, open_showers
 
 __all__ = ["evaluate_showers", "format_shower_summary", "FAMILIES"]
@@ -234,9 +235,7 @@ def _evaluate(real_sample, gen_sample, geo, work: Path, stage: Path, config: Cla
     real = _Pass(real_sample, work, "real", say)
     gen = _Pass(gen_sample, work, "generated", say)
     timings = {"features": time.perf_counter() - t}
-    halves = np.random.default_rng([seed, 1]).permutation(len(real.features))
-    half = len(halves) // 2
-    a, b = np.sort(halves[:half]), np.sort(halves[half:2 * half])
+    a, b = floor_halves(len(real.features), np.random.default_rng([seed, 1]))
 
     say("separation powers")
     t = time.perf_counter()

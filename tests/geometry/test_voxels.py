@@ -192,3 +192,16 @@ def test_torch_sums_coinciding_hits_like_numpy():
         bad = clouds.points.copy()
         bad[0, 0] = 45
         points_to_voxels_torch(torch.from_numpy(bad), torch.from_numpy(clouds.offsets), "ds2")
+
+
+def test_quantise_floors_negative_coordinates_and_points_below_the_grid_are_dropped():
+    # floor, not truncation toward zero: -0.5 is cell -1 (outside), not cell 0
+    np.testing.assert_array_equal(quantise(np.array([[-0.5, -1e-7, 0.2], [1.99, -2.0, 44.999]])),
+                                  [[-1, -1, 0], [1, -2, 44]])
+    generated = np.array([[3.4, -0.25, 2.7], [3.2, 1.5, 2.1]])  # the first point is below the angle grid
+    cells = quantise(generated).astype(np.float32)
+    clouds = _generated(cells.tolist(), [5.0, 2.0], [2])
+    with pytest.raises(IndexError, match="alpha_bin -1"):
+        clouds_to_voxels(clouds, "ds2")
+    _, showers = clouds_to_voxels(clouds, "ds2", out_of_range="drop")
+    assert showers.sum() == 2.0 and showers[0, get_geometry("ds2").cell_to_voxel(3, 1, 2)] == 2.0

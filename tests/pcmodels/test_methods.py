@@ -64,3 +64,54 @@ def test_diffusion_recovers_noise_and_clean_cloud_from_its_target(prediction):
     torch.testing.assert_close(got_x0, x0, rtol=1e-3, atol=2e-3)
     with pytest.raises(ValueError, match="prediction: must be 'eps' or 'v'"):
         VPDiffusion(prediction="x0")
+
+
+class _Spy(torch.nn.Module):
+    """A 'network' that records what the method feeds it and predicts zero."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, t, mask, cond):
+        self.calls.append((x.detach().clone(), t.detach().clone()))
+        return torch.zeros_like(x)
+
+
+def _times_cover(t: torch.Tensor, low: float, high: float) -> None:
+    # every time of [low, high) is drawn, uniformly: the empirical CDF stays within 3% of the line
+    t, _ = torch.sort(t.double())
+    assert float(t.min()) >= low and float(t.max()) < high
+    ideal = low + (high - low) * (torch.arange(len(t), dtype=torch.float64) + 0.5) / len(t)
+    assert float((t - ideal).abs().max()) < 0.03 * (high - low)
+
+
+def test_flow_matching_trains_on_every_time_of_the_straight_path():
+    from pcmodels.methods.flow_matching import FlowMatching
+
+    fm, spy = FlowMatching(sigma_min=1e-4), _Spy()
+    x = torch.randn(4000, 3, 2)
+    mask = torch.ones(4000, 3, dtype=torch.bool)
+    fm.loss(spy, x, mask, None, Draws(torch.Generator().manual_seed(4)))
+    xt, t = spy.calls[0]
+    _times_cover(t, 0.0, 1.0)
+    replay = Draws(torch.Generator().manual_seed(4))  # the same draws in the same order: t, then x_0
+    t2, x0 = replay.rand(4000), replay.randn(4000, 3, 2)
+    assert torch.equal(t, t2)
+    tt = t.view(-1, 1, 1)
+    torch.testing.assert_close(xt, (1 - (1 - 1e-4) * tt) * x0 + tt * x)
+
+
+def test_diffusion_trains_on_every_time_of_the_schedule():
+    from pcmodels.methods.diffusion import VPDiffusion
+
+    vp, spy = VPDiffusion(), _Spy()
+    x = torch.randn(4000, 3, 2)
+    vp.loss(spy, x, torch.ones(4000, 3, dtype=torch.bool), None, Draws(torch.Generator().manual_seed(6)))
+    xt, t = spy.calls[0]
+    _times_cover(t, vp.t_min, 1.0)
+    replay = Draws(torch.Generator().manual_seed(6))
+    u, eps = replay.rand(4000), replay.randn(4000, 3, 2)
+    a, s = (v.view(-1, 1, 1) for v in vp.alpha_sigma(vp.t_min + (1 - vp.t_min) * u))
+    torch.testing.assert_close(xt, a * x + s * eps)
+    assert float(a.min()) < 0.01 < 0.99 < float(a.max())  # from nearly pure noise to nearly clean

@@ -42,3 +42,20 @@ def test_assignment_equals_a_pure_python_reimplementation():
     got = split_indices(n, SplitSpec(seed=seed))
     assert got["train"].tolist() == sorted(order[: sizes["train"]])
     assert got["test"].tolist() == sorted(order[sizes["train"] + sizes["val"]:])
+
+
+def test_split_sizes_equal_exact_decimal_arithmetic():
+    # 90 x 0.7 is 62.999... in floats: the cut must still be 63, as exact arithmetic gives.
+    from fractions import Fraction
+
+    for fractions in ((("train", 0.7), ("val", 0.15), ("test", 0.15)), (("train", 0.8), ("val", 0.1), ("test", 0.1)),
+                      (("a", 0.6), ("b", 0.3), ("c", 0.1)), (("train", 0.55), ("test", 0.45))):
+        spec = SplitSpec(fractions)
+        for n in range(1, 2001):
+            acc, cuts = Fraction(0), [0]
+            for i, (_, f) in enumerate(fractions):
+                acc += Fraction(str(f))
+                cuts.append(n if i == len(fractions) - 1 else int(acc * n))  # int() floors a positive Fraction
+            expected = {name: cuts[i + 1] - cuts[i] for i, (name, _) in enumerate(fractions)}
+            assert split_sizes(n, spec) == expected, (fractions, n)
+    assert split_sizes(90, SplitSpec((("train", 0.7), ("test", 0.3))))["train"] == 63
