@@ -37,11 +37,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to ``path`` through a temporary file, fsync and rename (atomic replace)."""
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, allow_nan: bool = True) -> None:
+    """Write JSON to ``path`` through a temporary file, fsync and rename (atomic replace).
+    ``allow_nan=False`` refuses NaN and infinities (``ValueError``) instead of writing them."""
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, sort_keys=False)
+            json.dump(obj, f, indent=1, sort_keys=False, allow_nan=allow_nan)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())

@@ -21,7 +21,6 @@ default of 5000 jets per sample.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from pcdata import Clouds, open_store
+from pcdata._io import write_json_atomic
 from pcdata.sources.jetnet import clouds_to_jetnet
 
 from ..errors import EvaluationError
@@ -88,12 +88,6 @@ def _read_jets(store, index: np.ndarray, num_particles: int) -> tuple[np.ndarray
     truncated = int(np.maximum(clouds.counts - num_particles, 0).sum())
     pf, _ = clouds_to_jetnet(clouds, num_particles)  # sorts by ptrel, so truncation keeps the hardest
     return pf[..., :3], pf[..., 3] > 0, truncated
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # readers never see half a report
 
 
 def evaluate(real: str | os.PathLike, generated: str | os.PathLike, out: str | os.PathLike, *, split: str = "test",
@@ -206,7 +200,7 @@ def evaluate(real: str | os.PathLike, generated: str | os.PathLike, out: str | o
         "plots": [p.name for p in plots],
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    _write_json(out / "metrics.json", report)
+    write_json_atomic(out / "metrics.json", report)  # readers never see half a report
     (out / "summary.txt").write_text(format_summary(report) + "\n", encoding="utf-8")
     say(f"done: {out / 'metrics.json'}")
     return report

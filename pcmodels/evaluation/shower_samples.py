@@ -18,7 +18,9 @@ import numpy as np
 
 from pcdata import open_store
 from pcdata.geometry.calo import GEOMETRY_NAMES, get_geometry
+from pcdata.errors import SourceError
 from pcdata.geometry.voxels import POINT_FEATURES, clouds_to_voxels
+from pcdata.sources._hdf5 import open_hdf5
 from pcdata.sources.calochallenge import default_block_rows
 
 from ..errors import EvaluationError
@@ -172,25 +174,24 @@ def open_showers(source: str | os.PathLike, *, split: str | None = None) -> Show
 def _open_file(path: str) -> ShowerSample:
     import h5py
 
-    if not _is_hdf5(path):
-        raise EvaluationError(f"{path}: not an HDF5 file (expected a CaloChallenge file or a shower store)")
     try:
-        with h5py.File(path, "r") as f:
-            for key in ("incident_energies", "showers"):
-                if key not in f or not isinstance(f[key], h5py.Dataset):
-                    raise EvaluationError(f"{path}: no dataset {key!r} (found: {', '.join(sorted(f.keys())) or 'none'})")
-            inc, sh = f["incident_energies"], f["showers"]
-            if sh.ndim != 2:
-                raise EvaluationError(f"{path}: showers must be [N, n_voxels], found shape {list(sh.shape)}")
-            if inc.shape not in ((sh.shape[0], 1), (sh.shape[0],)):
-                raise EvaluationError(f"{path}: incident_energies has shape {list(inc.shape)}, expected "
-                                      f"[{sh.shape[0]}, 1] for {sh.shape[0]} showers")
-            for key, ds in (("incident_energies", inc), ("showers", sh)):
-                if ds.dtype.kind not in "fiu":
-                    raise EvaluationError(f"{path}: {key} must be numeric, found {ds.dtype}")
-            n, n_voxels = sh.shape
-    except OSError as err:
-        raise EvaluationError(f"{path}: cannot read as HDF5 ({err})") from err
+        f = open_hdf5(path)  # one-line reasons: missing, a directory, empty, truncated, not HDF5
+    except SourceError as err:
+        raise EvaluationError(str(err)) from err
+    with f:
+        for key in ("incident_energies", "showers"):
+            if key not in f or not isinstance(f[key], h5py.Dataset):
+                raise EvaluationError(f"{path}: no dataset {key!r} (found: {', '.join(sorted(f.keys())) or 'none'})")
+        inc, sh = f["incident_energies"], f["showers"]
+        if sh.ndim != 2:
+            raise EvaluationError(f"{path}: showers must be [N, n_voxels], found shape {list(sh.shape)}")
+        if inc.shape not in ((sh.shape[0], 1), (sh.shape[0],)):
+            raise EvaluationError(f"{path}: incident_energies has shape {list(inc.shape)}, expected "
+                                  f"[{sh.shape[0]}, 1] for {sh.shape[0]} showers")
+        for key, ds in (("incident_energies", inc), ("showers", sh)):
+            if ds.dtype.kind not in "fiu":
+                raise EvaluationError(f"{path}: {key} must be numeric, found {ds.dtype}")
+        n, n_voxels = sh.shape
     if n_voxels not in _BY_VOXELS:
         known = ", ".join(f"{v} ({k})" for v, k in _BY_VOXELS.items())
         raise EvaluationError(f"{path}: showers have {n_voxels} voxels, which is no CaloChallenge geometry ({known})")

@@ -31,7 +31,6 @@ Output directory::
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -42,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pcdata._io import write_json_atomic
 from pcdata.geometry.calo import get_geometry
 
 from ..errors import EvaluationError
@@ -68,8 +68,7 @@ class _Pass:
     def __init__(self, sample: ShowerSample, work: Path, name: str, say):
         geo = get_geometry(sample.geometry)
         n = len(sample.rows)
-        self.path = work / f"{name}.npy"
-        self.voxels = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float32, shape=(n, geo.n_voxels))
+        self.voxels = np.lib.format.open_memmap(work / f"{name}.npy", mode="w+", dtype=np.float32, shape=(n, geo.n_voxels))
         parts, total, done, t0 = [], np.zeros(geo.n_voxels), 0, time.perf_counter()
         for inc, block in sample.blocks():
             block = calo.threshold(block, geo)
@@ -214,7 +213,7 @@ def evaluate_showers(real: str | os.PathLike, generated: str | os.PathLike, out:
         with tempfile.TemporaryDirectory(prefix="pcmodels-eval-", dir=work_dir) as work:
             report = _evaluate(real_sample, gen_sample, geo, Path(work), stage, config, seed, num, plots, floor, say)
         report["seconds"] = round(time.perf_counter() - t0, 2)
-        _write_json(stage / "metrics.json", report)
+        write_json_atomic(stage / "metrics.json", report, allow_nan=False)
         (stage / "summary.txt").write_text(format_shower_summary(report) + "\n", encoding="utf-8")
         out.mkdir(exist_ok=True)
         for item in sorted(stage.iterdir(), key=lambda p: p.name == "metrics.json"):  # metrics.json last
@@ -339,12 +338,6 @@ def _write_official_chi2(path: Path, seps: dict) -> None:
         if v["official"]:
             lines.append(f"{label}: \n{np.float64(v['value'])}\n\n")
     path.write_text("".join(lines), encoding="utf-8")
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _fmt(x: float | None, spec: str = ".4f") -> str:
