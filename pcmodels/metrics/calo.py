@@ -60,6 +60,11 @@ def threshold(showers: np.ndarray, geometry: CaloGeometry | str) -> np.ndarray:
     return np.where(showers < thr, np.zeros_like(showers), showers)
 
 
+def _alpha_layers(geo: CaloGeometry) -> tuple[int, ...]:
+    """The layers binned in angle (the official ``layersBinnedInAlpha``): EC and widths in eta/phi."""
+    return tuple(layer for layer in geo.active_layers if geo.n_alpha[layer] > 1)
+
+
 def _mid(edges) -> np.ndarray:
     # XMLHandler.get_midpoint: a + (b - a) / 2 (not (a + b) / 2: the last bit can differ).
     return np.array([edges[i] + float(edges[i + 1] - edges[i]) / 2 for i in range(len(edges) - 1)])
@@ -127,8 +132,7 @@ class ShowerFeatures:
     @property
     def alpha_layers(self) -> tuple[int, ...]:
         """Ids of the layers binned in angle (the columns of ``ec_eta``)."""
-        geo = get_geometry(self.geometry)
-        return tuple(layer for layer in geo.active_layers if geo.n_alpha[layer] > 1)
+        return _alpha_layers(get_geometry(self.geometry))
 
     @property
     def voxel_max(self) -> np.generic:
@@ -160,7 +164,7 @@ class ShowerFeatures:
 
 def _empty_features(geo: CaloGeometry, inc_dtype, sh_dtype) -> ShowerFeatures:
     n_l = len(geo.active_layers)
-    n_a = sum(1 for layer in geo.active_layers if geo.n_alpha[layer] > 1)
+    n_a = len(_alpha_layers(geo))
     z = lambda k, dt=np.float64: np.zeros((0, k), dtype=dt)  # noqa: E731
     return ShowerFeatures(geo.name, np.zeros(0, inc_dtype), np.zeros(0, sh_dtype), z(n_l, sh_dtype), z(n_l), z(n_l),
                           z(n_l), z(n_a), z(n_a), z(n_a), z(n_a), np.zeros(0, sh_dtype))
@@ -203,7 +207,7 @@ def compute_features(showers: np.ndarray, incident: np.ndarray, geometry: CaloGe
         return _empty_features(geo, incident.dtype, showers.dtype)
     x = showers if thresholded else threshold(showers, geo)
     layers = geo.active_layers
-    alpha = [layer for layer in layers if geo.n_alpha[layer] > 1]
+    alpha = _alpha_layers(geo)
     out: dict[str, np.ndarray] = {}
     if geo.is_regular:
         out.update(_regular(x, geo))
@@ -314,7 +318,7 @@ def histograms(geometry: CaloGeometry | str) -> tuple[Histogram, ...]:
     ds1 = geo.name.startswith("ds1")
     thr = THRESHOLD_MEV[geo.name]
     layers = geo.active_layers
-    alpha = [layer for layer in layers if geo.n_alpha[layer] > 1]
+    alpha = _alpha_layers(geo)
     out = [Histogram("Etot / Einc", "etot_einc", None, True, _fixed(0.5, 1.5, 101))]
     out += [Histogram(f"E layer {layer}", "e_layer", layer, True, _log_to_max(thr, 40)) for layer in layers]
 
@@ -428,7 +432,7 @@ def high_level_names(geometry: CaloGeometry | str) -> list[str]:
     """Column names of :func:`high_level_vector`."""
     geo = get_geometry(geometry)
     layers = geo.active_layers
-    alpha = [layer for layer in layers if geo.n_alpha[layer] > 1]
+    alpha = _alpha_layers(geo)
     names = ["log10_einc"] + [f"log10_e_layer_{l}" for l in layers]
     for kind in ("ec_eta", "ec_phi", "width_eta", "width_phi"):
         names += [f"{kind}_{l}" for l in alpha]
