@@ -64,6 +64,25 @@ class CloudFieldModel:
         rows = np.clip(rows, lo, hi)
         return self.counts[pick].copy(), {name: rows[:, j] for j, name in enumerate(self.names)}
 
+    def sample_given(self, name: str, values: np.ndarray, generator: torch.Generator | None = None,
+                     neighbours: int = 32) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(counts, fields)`` for clouds whose field ``name`` is given (e.g. incident energies):
+        each row is drawn among the ``neighbours`` training rows nearest in ``name`` (a
+        nearest-neighbour conditional), and ``name`` takes the given value."""
+        if name not in self.names:
+            raise KeyError(f"the field model has no field {name!r} (has {', '.join(self.names) or 'none'})")
+        g = generator or torch.Generator().manual_seed(0)
+        values = np.asarray(values, dtype=np.float64)
+        j = self.names.index(name)
+        order = np.argsort(self.rows[:, j], kind="stable")
+        k = min(neighbours, len(order))
+        pos = np.searchsorted(self.rows[order, j], values)
+        start = np.clip(pos - k // 2, 0, len(order) - k)
+        pick = order[start + torch.randint(0, k, (len(values),), generator=g).numpy()]
+        fields = {n: self.rows[pick, i].copy() for i, n in enumerate(self.names)}
+        fields[name] = values.copy()
+        return self.counts[pick].copy(), fields
+
     # -- saving: plain arrays and JSON, no pickle ------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"fieldmodel.rows": torch.from_numpy(np.ascontiguousarray(self.rows)),

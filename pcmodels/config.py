@@ -134,17 +134,28 @@ def _check(cond: bool, key: str, message: str) -> None:
 @dataclass(frozen=True)
 class DataConfig:
     """How clouds are streamed: ``batch_size`` clouds per rank, padded to ``pad`` points (or the
-    batch's longest, ``"batch"``), conditioned on the standardised ``cond_fields``."""
+    batch's longest, ``"batch"``), conditioned on the (transformed) ``cond_fields``.
+
+    ``bucket`` sorts windows of that many batches by multiplicity (the loader's bucketing: less
+    padding). ``max_points`` caps the padded points of one forward pass: a method that supports
+    it cuts a larger batch into chunks of similar multiplicity, each trimmed to its own longest
+    cloud, and adds their gradients (the step is the same as on the whole batch; memory is
+    bounded by the cap, not by the longest shower times the batch size)."""
 
     batch_size: int = 256
     pad: int | Literal["batch"] = "batch"
     cond_fields: tuple[str, ...] = ()
     num_workers: int = 0
+    bucket: int | None = None
+    max_points: int | None = None
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.pad == "batch" or self.pad >= 1, "pad", f"must be 'batch' or >= 1, got {self.pad}")
         _check(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
+        _check(self.bucket is None or self.bucket >= 1, "bucket", f"must be >= 1 or null, got {self.bucket}")
+        _check(self.max_points is None or self.max_points >= 1, "max_points",
+               f"must be >= 1 or null, got {self.max_points}")
 
 
 @dataclass(frozen=True)

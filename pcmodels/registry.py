@@ -37,6 +37,8 @@ class ModelSpec:
         configs: shipped configs by role (``tiny`` for tests is required, ``small`` for CPU, paper
             sizes), file names in :data:`CONFIG_DIR`.
         description: one line for ``pcmodels models``.
+        data_plan: ``plan(config, store) -> DataPlan``: the features, transforms and finishing step
+            of its data (:mod:`pcmodels.data`); None: every feature standardised (jets).
     """
 
     name: str
@@ -50,6 +52,13 @@ class ModelSpec:
     samplers: tuple[str, ...]
     configs: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    data_plan: Callable[..., Any] | None = None
+
+    def plan(self, config: Any, store: Any) -> Any:
+        """The model's :class:`~pcmodels.data.DataPlan` for a store."""
+        from .data import standard_plan
+
+        return (self.data_plan or standard_plan)(config, store)
 
     def config_path(self, role: str) -> Path:
         if role not in self.configs:

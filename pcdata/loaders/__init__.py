@@ -9,6 +9,7 @@ holds the invertible normalisations, :mod:`.dlpack` hands batches to other frame
 from .dlpack import to_dlpack, to_jax, to_numpy
 from .loader import PointCloudLoader, WorkerOptions
 from .order import EpochPlan, ShuffleOptions
+from .shower_transforms import BoxCox, CDFDequantize, EnergyFraction, Logit, ShowerConditions
 from .transforms import Compose, Dequantize, Log, MinMax, SelectFields, Standardize, Transform, transform_from_dict
 from .world import World, detect_ranks, detect_worker
 
@@ -24,6 +25,11 @@ __all__ = [
     "Log",
     "Dequantize",
     "SelectFields",
+    "Logit",
+    "BoxCox",
+    "CDFDequantize",
+    "EnergyFraction",
+    "ShowerConditions",
     "transform_from_dict",
     "to_dlpack",
     "to_numpy",

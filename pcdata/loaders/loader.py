@@ -158,8 +158,11 @@ class _Source:
             yield batch
 
     def sample(self, max_clouds: int = 4096) -> dict:
-        """Raw batch of up to ``max_clouds`` clouds spread evenly over the selection (for binding)."""
+        """Raw batch of up to ``max_clouds`` clouds spread evenly over the selection (for binding);
+        fewer (not under 256) where the padded batch would pass 2**25 points (long showers)."""
         sel = self.selection
+        longest = int(self.counts[sel].max(initial=1))
+        max_clouds = min(max_clouds, max(256, (1 << 25) // longest))
         ids = sel[np.linspace(0, len(sel) - 1, num=min(max_clouds, len(sel))).astype(np.int64)] if len(sel) else sel
         clouds = self.store.take(ids, fields=[])
         rows = clouds.points if self.columns is None else clouds.points[:, self.columns]

@@ -64,11 +64,7 @@ class BindContext:
             return s
         if self.sample is None:
             raise ValueError(f"no statistics for {name!r} and no sample to measure them on")
-        done, batch = self._sample if self._sample is not None else (0, self.sample())
-        gen = torch.Generator().manual_seed(done)
-        for t in self.applied[done:]:  # transforms never modify their input: no copy needed
-            batch = t.forward(batch, gen)
-        self._sample = (len(self.applied), batch)
+        batch = self.batch()
         kind, j = self.where(name)
         values = batch["points"][..., j][batch["mask"]] if kind == "points" else batch["cloud"][:, j]
         v = values.double()
@@ -76,6 +72,19 @@ class BindContext:
                     if len(v) else _UNKNOWN)
         self.stats[name] = measured
         return measured
+
+
+    def batch(self) -> dict:
+        """The fixed sample of the store (the training split's, for a model) after the transforms
+        bound so far: what a transform fits its parameters on."""
+        if self.sample is None:
+            raise ValueError("no sample of the store to fit on")
+        done, batch = self._sample if self._sample is not None else (0, self.sample())
+        gen = torch.Generator().manual_seed(done)
+        for t in self.applied[done:]:  # transforms never modify their input: no copy needed
+            batch = t.forward(batch, gen)
+        self._sample = (len(self.applied), batch)
+        return batch
 
 
 def _columns(names: Sequence[str] | None, ctx: BindContext) -> tuple[str, ...]:

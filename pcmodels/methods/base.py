@@ -111,6 +111,13 @@ class StepContext(Protocol):
     def autocast(self) -> Any:
         """The mixed-precision context of this run (a no-op on the CPU)."""
 
+    def chunks(self, batch: dict, *names: str) -> Iterable[tuple[dict, float]]:
+        """The batch in chunks under the run's ``data.max_points`` cap, with each chunk's share of
+        the clouds (see :meth:`pcmodels.training.step.Context.chunks`); then :meth:`update`."""
+
+    def update(self, name: str) -> None:
+        """Step module ``name`` from the gradients accumulated over :meth:`chunks`."""
+
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                count: torch.Tensor | None = None) -> torch.Tensor:
@@ -138,6 +145,8 @@ class Method(ABC):
 
     name: ClassVar[str]
     modules: dict[str, nn.Module]
+    #: Whether :meth:`train_step` cuts batches under ``data.max_points`` (``ctx.chunks``).
+    chunked: ClassVar[bool] = False
 
     @abstractmethod
     def train_step(self, batch: dict, ctx: StepContext) -> dict[str, float]:
@@ -153,6 +162,12 @@ class Method(ABC):
     def sample(self, mask: torch.Tensor, cond: torch.Tensor | None, *, generator: torch.Generator | None,
                sampler: str | None = None, steps: int | None = None) -> torch.Tensor:
         """Points ``[B, N, F]`` in the transformed space, zero where ``mask`` is False."""
+
+    def sample_fields(self, cloud: torch.Tensor, *, generator: torch.Generator | None) -> torch.Tensor:
+        """Conditioning fields ``[B, C]`` (transformed) with the ones the model generates itself
+        drawn (CaloPointFlow's hit count and energy sum, given the incident energy); the default
+        models none and returns ``cloud``."""
+        return cloud
 
     def sampler_settings(self, sampler: str | None, steps: int | None) -> dict[str, Any]:
         """The sampler and options a call with these arguments uses (for reports)."""

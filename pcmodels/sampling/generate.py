@@ -1,6 +1,8 @@
-"""Generate clouds from a trained run: conditions from the run's field model, the model (EMA
-weights where kept), the method's sampler, the inverse transforms back to physical coordinates,
-written as a store (so every pcdata tool reads it) or in the JetNet layout."""
+"""Generate clouds from a trained run: conditions from the run's field model (or, for showers, given
+incident energies), the model (EMA weights where kept), the method's sampler, the inverse
+transforms back to physical coordinates, the model's finishing step for showers
+(:mod:`.showers`), written as a store (so every pcdata tool reads it), in the JetNet layout or as
+an official CaloChallenge file."""
 
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ __all__ = ["sample", "generate_clouds"]
 
 @torch.no_grad()
 def generate_clouds(run: str | Path | Run, num: int, *, sampler: str | None = None, steps: int | None = None,
-                    batch_size: int = 1024, seed: int = 0, device: str = "cpu",
-                    progress: bool = True) -> tuple[Clouds, dict]:
+                    batch_size: int = 1024, seed: int = 0, device: str = "cpu", incident: str = "model",
+                    incident_split: str | None = "test", progress: bool = True) -> tuple[Clouds, dict]:
     """Sample ``num`` clouds in physical coordinates (with their conditioning fields).
 
     Args:
@@ -32,6 +34,10 @@ def generate_clouds(run: str | Path | Run, num: int, *, sampler: str | None = No
         sampler, steps: the model's sampler and its steps (default: the run's ``sampling`` section).
         batch_size: clouds generated at once.
         seed: seeds the conditions and the noise: the same seed gives the same clouds.
+        incident: showers only: the incident energies to generate for: ``model`` (the run's
+            field model), ``log-uniform`` (1 GeV to 1 TeV, as the CaloChallenge ds2/ds3 files), or
+            a real shower store (its ``incident_split``) or CaloChallenge file whose first ``num``
+            energies are taken.
 
     Returns:
         The clouds and timing information (seconds, ms per cloud, network evaluations).
@@ -44,13 +50,23 @@ def generate_clouds(run: str | Path | Run, num: int, *, sampler: str | None = No
     config = run.config
     method, step = run.load_method(device)
     transforms, fieldmodel = run.transforms(), run.fieldmodel()
+    finish = (run.info.get("plan") or {}).get("finish")
     sampler = sampler or config.sampling.sampler
     try:
         settings = method.sampler_settings(sampler, steps)
     except ValueError as err:
         raise ConfigError(f"--sampler: {err} for {config.model}") from None
     g = torch.Generator().manual_seed(seed)
-    counts, fields = fieldmodel.sample(num, g)
+    if incident == "model":
+        counts, fields = fieldmodel.sample(num, g)
+    else:
+        if run.info["store"]["kind"] != "showers":
+            raise ConfigError(f"--incident: {run.path} is a run of {run.info['store']['kind']}; incident energies "
+                              "are for showers")
+        from .showers import incident_energies
+
+        energies = incident_energies(incident, num, generator=g, split=incident_split)
+        counts, fields = fieldmodel.sample_given("incident_energy", energies, g)
     names = list(config.data.cond_fields)
     features = run.data.point_features
     parts = []
@@ -61,19 +77,39 @@ def generate_clouds(run: str | Path | Run, num: int, *, sampler: str | None = No
         task = bar.add_task(f"sample {config.model} ({settings['sampler']})", total=num)
         for lo in range(0, num, batch_size):
             c = counts[lo : lo + batch_size]
-            n = max(1, int(c.max()))
-            mask = torch.arange(n).expand(len(c), n) < torch.as_tensor(c).unsqueeze(1)
+            b = len(c)
             cloud = torch.as_tensor(np.stack([fields[k][lo : lo + batch_size] for k in names], 1) if names else
-                                    np.zeros((len(c), 0)), dtype=torch.float32)
-            batch = {"points": torch.zeros(len(c), n, len(features)), "mask": mask, "cloud": cloud}
-            cond = transforms(batch)["cloud"].to(device) if names else None
+                                    np.zeros((b, 0)), dtype=torch.float32)
+            empty = {"points": torch.zeros(b, 1, len(features)), "mask": torch.zeros(b, 1, dtype=torch.bool)}
+            batch_fields = {k: np.asarray(fields[k][lo : lo + batch_size], dtype=np.float64) for k in names}
+            cond = transforms({**empty, "cloud": cloud}, g)["cloud"] if names else None
+            if cond is not None:
+                drawn = method.sample_fields(cond.to(device), generator=g).float().cpu()
+                changed = [i for i in range(len(names)) if not torch.equal(drawn[:, i], cond[:, i])]
+                if changed:
+                    # The model draws some fields itself (hits, energy sum): they set the multiplicity.
+                    cond = drawn
+                    back = transforms.inverse({**empty, "cloud": cond})["cloud"].numpy()
+                    batch_fields.update({names[i]: back[:, i].astype(np.float64) for i in changed})
+                    c = np.clip(batch_fields["num_points"].astype(np.int64), 1, run.data.max_points)
+                cond = cond.to(device)
+            n = max(1, int(c.max()))
+            mask = torch.arange(n).expand(b, n) < torch.as_tensor(c).unsqueeze(1)
             x = method.sample(mask.to(device), cond, generator=g, sampler=settings["sampler"], steps=settings["steps"])
-            out = transforms.inverse({"points": x.float().cpu(), "mask": mask, "cloud": cloud})
+            out = transforms.inverse({"points": x.float().cpu(), "mask": mask, "cloud": cond.float().cpu()
+                                      if cond is not None else cloud})
             pts = out["points"].numpy()
             offsets = np.concatenate([[0], np.cumsum(c)]).astype(np.int64)
-            parts.append(Clouds(np.ascontiguousarray(pts[mask.numpy()], dtype=np.float32), offsets,
-                                {k: fields[k][lo : lo + batch_size] for k in names}, tuple(features)))
-            bar.advance(task, len(c))
+            if finish is not None:
+                rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=g)))
+                from .showers import finish_showers
+
+                parts.append(finish_showers(finish, pts[mask.numpy()], tuple(features), offsets, batch_fields,
+                                            run.info["store"]["attrs"]["geometry"], rng))
+            else:
+                parts.append(Clouds(np.ascontiguousarray(pts[mask.numpy()], dtype=np.float32), offsets,
+                                    batch_fields, tuple(features)))
+            bar.advance(task, b)
     seconds = time.perf_counter() - t0
     clouds = Clouds.concat(parts)
     fields_out = {}
@@ -82,22 +118,35 @@ def generate_clouds(run: str | Path | Run, num: int, *, sampler: str | None = No
         fields_out[spec["name"]] = (np.round(v) if np.dtype(spec["dtype"]).kind in "iu" else v).astype(spec["dtype"])
     clouds = Clouds(clouds.points, clouds.offsets, fields_out, clouds.point_features)
     return clouds, {"model": config.model, "seconds": seconds, "ms_per_cloud": 1e3 * seconds / num, **settings,
-                    "batch_size": batch_size, "checkpoint_step": step, "device": device, "seed": seed}
+                    "batch_size": batch_size, "checkpoint_step": step, "device": device, "seed": seed,
+                    **({"incident": incident} if finish is not None else {})}
 
 
-def sample(run, num: int, out: str | Path, *, fmt: Literal["store", "jetnet-hdf5"] = "store", sampler: str | None = None,
-           steps: int | None = None, batch_size: int = 1024, seed: int = 0, device: str = "cpu",
+def sample(run, num: int, out: str | Path, *, fmt: Literal["store", "jetnet-hdf5", "calochallenge-hdf5"] = "store",
+           sampler: str | None = None, steps: int | None = None, batch_size: int = 1024, seed: int = 0,
+           device: str = "cpu", incident: str = "model", incident_split: str | None = "test",
            progress: bool = True) -> dict:
-    """Generate ``num`` clouds from ``run`` and write them to ``out`` (a store or a JetNet file)."""
+    """Generate ``num`` clouds from ``run`` and write them to ``out``: a store, a JetNet file
+    (jets) or an official CaloChallenge HDF5 file (showers; hits in one cell summed)."""
     run = Run.open(run)
+    kind = run.info["store"]["kind"]
+    wanted = {"jetnet-hdf5": "jets", "calochallenge-hdf5": "showers"}.get(fmt)
+    if wanted is not None and wanted != kind:
+        raise ConfigError(f"--format {fmt}: {run.path} is a run of {kind}; {fmt} holds {wanted}")
     clouds, timing = generate_clouds(run, num, sampler=sampler, steps=steps, batch_size=batch_size, seed=seed,
-                                     device=device, progress=progress)
+                                     device=device, incident=incident, incident_split=incident_split, progress=progress)
     info = run.info["store"]
     if fmt == "jetnet-hdf5":
         from pcdata.sources.jetnet import clouds_to_jetnet, write_jetnet_hdf5
 
         p = int(info["attrs"].get("num_particles") or clouds.counts.max())
         write_jetnet_hdf5(out, *clouds_to_jetnet(clouds, p))
+    elif fmt == "calochallenge-hdf5":
+        from pcdata.geometry.voxels import clouds_to_voxels
+        from pcdata.sources.calochallenge import write_calochallenge_hdf5
+
+        inc, showers = clouds_to_voxels(clouds, info["attrs"]["geometry"])
+        write_calochallenge_hdf5(out, inc.astype(np.float64), showers)
     else:
         meta = StoreMeta(kind=info["kind"], coords=info["coords"],
                          point_features=tuple(Feature.from_dict(f) for f in info["point_feature_specs"]),

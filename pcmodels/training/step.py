@@ -20,7 +20,7 @@ from ..config import OptimConfig
 from ..methods.base import Draws, Method
 from .checkpoint import flatten_optimizer, unflatten_optimizer
 
-__all__ = ["Stepper", "Context", "step_generator", "lr_factor", "build_optimizer"]
+__all__ = ["Stepper", "Context", "step_generator", "lr_factor", "build_optimizer", "split_batch"]
 
 
 def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -45,6 +45,34 @@ def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
     return cls(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
+def split_batch(batch: dict, max_points: int | None) -> list[tuple[dict, float]]:
+    """Cut a padded batch into chunks of at most ``max_points`` padded points (a cloud longer
+    than that is a chunk of its own), clouds sorted by multiplicity, each chunk trimmed to its
+    longest cloud; with each chunk's share of the clouds. None: the whole batch, trimmed.
+    ``rows`` in a chunk holds its clouds' positions in the batch (to slice draws made for the batch)."""
+    mask = batch["mask"]
+    b = mask.shape[0]
+    counts = mask.sum(1)
+    if max_points is None:
+        n = int(counts.max()) if b else 0
+        return [({**batch, "points": batch["points"][:, :n], "mask": mask[:, :n],
+                  "rows": torch.arange(b, device=mask.device)}, 1.0)]
+    order = torch.argsort(counts.cpu(), stable=True)
+    sizes = counts.cpu()[order].tolist()
+    parts, start = [], 0
+    for i in range(1, b + 1):
+        # Clouds in ascending order: the chunk's padded size is its rows times the last one's count.
+        if i == b or (i + 1 - start) * max(1, sizes[i]) > max_points:
+            idx = order[start:i].to(mask.device)
+            n = max(1, sizes[i - 1])
+            part = {k: (v[idx][:, :n] if k in ("points", "mask") else v[idx]) if torch.is_tensor(v) and v.shape[:1] == (b,)
+                    else v for k, v in batch.items()}
+            part["rows"] = idx
+            parts.append((part, (i - start) / b))
+            start = i
+    return parts
+
+
 class Context(Draws):
     """The :class:`~pcmodels.methods.base.StepContext` of one step."""
 
@@ -54,6 +82,30 @@ class Context(Draws):
 
     def optimise(self, name: str, loss: torch.Tensor) -> None:
         self._stepper.optimise(name, loss)
+
+    def chunks(self, batch: dict, *names: str) -> Iterator[tuple[dict, float]]:
+        """The batch in chunks of at most the run's ``max_points`` padded points, with each chunk's
+        share of the batch's clouds: back-propagate ``share * chunk_loss`` (a mean over the chunk's
+        clouds) into modules ``names`` for each, then :meth:`update` each. Gradients add up to the
+        whole batch's; with DDP, ranks synchronise once, on the last chunk."""
+        parts = split_batch(batch, self._stepper.max_points)
+        real = sum(int(p["mask"].sum()) for p, _ in parts)
+        padded = sum(p["mask"].numel() for p, _ in parts)
+        self.padding = 1.0 - real / max(1, padded)
+        for name in names:
+            self._stepper.optimisers[name].zero_grad(set_to_none=True)
+        for i, (part, share) in enumerate(parts):
+            with contextlib.ExitStack() as stack:
+                if i < len(parts) - 1:
+                    for name in names:
+                        module = self.modules[name]
+                        if isinstance(module, nn.parallel.DistributedDataParallel):
+                            stack.enter_context(module.no_sync())
+                yield part, share
+
+    def update(self, name: str) -> None:
+        """Clip, step the optimiser and update the EMA of module ``name`` from its accumulated gradients."""
+        self._stepper.finish(name)
 
     def autocast(self):
         dev = self._stepper.device
@@ -75,8 +127,10 @@ class Stepper:
     """
 
     def __init__(self, method: Method, optim: dict[str, OptimConfig], *, total_steps: int, seed: int, ema: float,
-                 device: torch.device, rank: int = 0, world_size: int = 1, amp: bool = False):
+                 device: torch.device, rank: int = 0, world_size: int = 1, amp: bool = False,
+                 max_points: int | None = None):
         self.method, self.configs, self.seed, self.decay = method, dict(optim), seed, ema
+        self.max_points = max_points
         self.device, self.rank, self.world_size, self.amp = device, rank, world_size, amp and device.type == "cuda"
         self.optimisers = {n: build_optimizer(c, method.modules[n].parameters()) for n, c in optim.items()}
         self.schedulers = {n: torch.optim.lr_scheduler.LambdaLR(self.optimisers[n], lr_factor(c.warmup_steps, total_steps, c.schedule))
@@ -92,9 +146,13 @@ class Stepper:
 
     # -- one step ----------------------------------------------------------------------------------
     def optimise(self, name: str, loss: torch.Tensor) -> None:
-        opt = self.optimisers[name]
-        opt.zero_grad(set_to_none=True)
+        self.optimisers[name].zero_grad(set_to_none=True)
         loss.backward()
+        self.finish(name)
+
+    def finish(self, name: str) -> None:
+        """The end of an update of module ``name`` (its gradients in place): clip, step, EMA."""
+        opt = self.optimisers[name]
         clip = self.configs[name].grad_clip
         module = self.method.modules[name]
         if clip is not None:
@@ -117,6 +175,8 @@ class Stepper:
             m.train()
         ctx = Context(self, self.step, step_generator(self.seed, self.step, self.device))
         scalars = self.method.train_step(batch, ctx)
+        if getattr(ctx, "padding", None) is not None:
+            scalars = {**scalars, "padding": ctx.padding}
         for sched in self.schedulers.values():
             sched.step()
         self.step += 1

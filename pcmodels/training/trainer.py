@@ -49,13 +49,17 @@ class TrainResult:
 
 
 def data_loader(store, config: RunConfig, *, split: str = "train", rank: int | None = None,
-                world_size: int | None = None, shuffle: bool = True) -> PointCloudLoader:
-    """The loader a run of ``config`` trains from (point features and conditions standardised)."""
+                world_size: int | None = None, shuffle: bool = True, transforms=None) -> PointCloudLoader:
+    """The loader a run of ``config`` trains from: the model's features and transforms
+    (:mod:`pcmodels.data`), bound to a sample of ``split``, or the already bound ``transforms``
+    (the training loader's, for validation)."""
     d = config.data
+    plan = get_model(config.model).plan(config, store)
     return PointCloudLoader(store, split=split, batch_size=d.batch_size, shuffle=shuffle, seed=config.train.seed,
                             num_workers=d.num_workers if split == "train" else 0, pad=d.pad, fields=d.cond_fields,
-                            transforms=[Standardize(list(store.point_features) + list(d.cond_fields))],
-                            drop_last=split == "train", rank=rank, world_size=world_size)
+                            features=plan.features, transforms=transforms if transforms is not None else list(plan.transforms),
+                            drop_last=split == "train", rank=rank, world_size=world_size,
+                            bucket=d.bucket if shuffle else None)
 
 
 def data_spec(store, loader: PointCloudLoader, config: RunConfig) -> tuple[DataSpec, np.ndarray]:
@@ -64,15 +68,23 @@ def data_spec(store, loader: PointCloudLoader, config: RunConfig) -> tuple[DataS
     counts = store.counts[train_idx]
     if config.data.pad != "batch":
         counts = np.minimum(counts, int(config.data.pad))
-    # The training range of each feature in the transformed space (the transforms are monotone).
-    names = list(store.point_features)
-    lo = [store.stats[n].min for n in names]
-    hi = [store.stats[n].max for n in names]
-    edge = torch.tensor([lo, hi], dtype=torch.float32).unsqueeze(0)
-    fwd = loader.transforms({"points": edge, "mask": torch.ones(1, 2, dtype=torch.bool),
-                             "cloud": torch.zeros(1, len(config.data.cond_fields))})["points"][0]
+    names = list(loader.point_features)
+    if all(isinstance(t, Standardize) for t in loader.transforms.transforms):
+        # The training range of each feature in the transformed space (the transforms are monotone).
+        lo = [store.stats[n].min for n in names]
+        hi = [store.stats[n].max for n in names]
+        edge = torch.tensor([lo, hi], dtype=torch.float32).unsqueeze(0)
+        fwd = loader.transforms({"points": edge, "mask": torch.ones(1, 2, dtype=torch.bool),
+                                 "cloud": torch.zeros(1, len(config.data.cond_fields))})["points"][0]
+        lower, upper = fwd[0].tolist(), fwd[1].tolist()
+    else:
+        # Fitted transforms (noise, CDFs): the range of the transformed training sample.
+        raw = loader._source.sample()
+        batch = loader.transforms(raw, torch.Generator().manual_seed(0))
+        pts = batch["points"][batch["mask"]]
+        lower, upper = pts.min(0).values.tolist(), pts.max(0).values.tolist()
     spec = DataSpec(tuple(names), tuple(config.data.cond_fields), int(counts.max(initial=1)), float(counts.mean()),
-                    tuple(float(v) for v in fwd[0]), tuple(float(v) for v in fwd[1]))
+                    tuple(float(v) for v in lower), tuple(float(v) for v in upper))
     return spec, counts
 
 
@@ -116,6 +128,7 @@ class Trainer:
         if len(self.loader) == 0:
             raise ConfigError(f"{store.path}: the train split has fewer clouds than one batch per rank "
                               f"({config.data.batch_size} x {dist.world_size}); lower --batch-size")
+        plan = spec.plan(config, store)
         self.data, counts = data_spec(store, self.loader, config)
         train_idx = store.split_indices("train")
         fieldmodel = CloudFieldModel.fit({f: store.field(f)[train_idx] for f in config.data.cond_fields}, counts,
@@ -125,22 +138,25 @@ class Trainer:
                           "kind": store.kind, "coords": store.coords, "attrs": store.meta.attrs,
                           "point_feature_specs": [f.to_dict() for f in store.meta.point_features],
                           "cloud_feature_specs": [f.to_dict() for f in store.meta.cloud_features
-                                                  if f.name in config.data.cond_fields]},
-                "transforms": self.loader.transforms.to_dict(), "fieldmodel": fieldmodel.meta(),
+                                                  if plan.finish is not None or f.name in config.data.cond_fields]},
+                "transforms": self.loader.transforms.to_dict(), "plan": plan.describe(), "fieldmodel": fieldmodel.meta(),
                 "world_size": dist.world_size}
+        torch.manual_seed(config.train.seed)  # network initialisation, the same on every rank
+        self.method = spec.method(config, self.data).to(dist.device)
+        if config.data.max_points is not None and not self.method.chunked:
+            raise ConfigError(f"data.max_points: {spec.name} does not cut batches into chunks; leave it unset "
+                              "(bound its memory with data.batch_size and data.bucket)")
         # Rank 0 alone decides and writes; every rank then reads the same folder and checks it.
         if dist.is_main and not Run.exists(out):
             Run.create(out, info, fieldmodel)
         dist.barrier()
         self.run = Run.open(out)
         self._check_same(self.run, info)
-        torch.manual_seed(config.train.seed)  # network initialisation, the same on every rank
-        self.method = spec.method(config, self.data).to(dist.device)
         self.steps_per_epoch = len(self.loader)
         self.total = config.train.steps or config.train.epochs * self.steps_per_epoch
         self.stepper = Stepper(self.method, config.optim, total_steps=self.total, seed=config.train.seed,
                                ema=config.train.ema, device=dist.device, rank=dist.rank, world_size=dist.world_size,
-                               amp=config.train.amp)
+                               amp=config.train.amp, max_points=config.data.max_points)
         self.validation: dict[str, float] = {}
         ckpt = self.run.latest_checkpoint()
         if ckpt is not None:
@@ -178,9 +194,10 @@ class Trainer:
         store, config = self.store, self.config
         if config.train.val_batches == 0 or len(store.split_indices("val")) == 0:
             return {}
-        # Every rank validates on the whole head of the val split; its transforms bind to the same
-        # store statistics as the training loader's.
-        loader = data_loader(store, config, split="val", rank=0, world_size=1, shuffle=False)
+        # Every rank validates on the whole head of the val split, with the training loader's
+        # transforms (fitted on the train split).
+        loader = data_loader(store, config, split="val", rank=0, world_size=1, shuffle=False,
+                             transforms=self.loader.transforms)
 
         def batches():
             for i, batch in enumerate(loader):
