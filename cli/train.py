@@ -31,6 +31,7 @@ class Device(str, Enum):
 class SampleFormat(str, Enum):
     store = "store"
     jetnet_hdf5 = "jetnet-hdf5"
+    calochallenge_hdf5 = "calochallenge-hdf5"
 
 
 @handle_errors
@@ -73,19 +74,27 @@ def sample_cmd(
                                               "(default: the run's); see `pcmodels models`."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampler steps (default: the run's)."),
     batch_size: int = typer.Option(1024, "--batch-size", "-b", help="Clouds generated at once."),
-    fmt: SampleFormat = typer.Option(SampleFormat.store, "--format", "-f", help="store or jetnet-hdf5."),
+    fmt: SampleFormat = typer.Option(SampleFormat.store, "--format", "-f", help="store, jetnet-hdf5 (jets) or "
+                                     "calochallenge-hdf5 (showers: the official layout, hits in one cell summed)."),
+    incident: str = typer.Option("model", "--incident", help="Showers: incident energies to generate for: model "
+                                 "(the run's field model), log-uniform (1 GeV-1 TeV, as CaloChallenge ds2/ds3), or a "
+                                 "real shower store or CaloChallenge file whose first --num energies are taken."),
+    incident_split: str = typer.Option("test", "--incident-split", help="The split of an --incident store "
+                                       "(all: every shower)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise and the conditions."),
     device: Device = typer.Option(Device.cpu, "--device", help="cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Generate clouds with the run's weights (EMA where kept); conditions from the run's field model."""
+    """Generate clouds with the run's weights (EMA where kept); conditions from the run's field model
+    (or given incident energies, for showers)."""
     from pcmodels.errors import ConfigError
     from pcmodels.sampling import sample
 
     if steps is not None and steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {steps}")
     r = sample(run, num, out, fmt=fmt.value, sampler=sampler.value if sampler else None, steps=steps,
-               batch_size=batch_size, seed=seed, device=device.value, progress=not quiet)
+               batch_size=batch_size, seed=seed, device=device.value, incident=incident,
+               incident_split=None if incident_split == "all" else incident_split, progress=not quiet)
     how = r["sampler"] + (f" x {r['steps']} steps" if r.get("steps") else "")
     typer.echo(f"wrote {r['out']}: {num:,} clouds with {how} in {r['seconds']:.1f} s "
                f"({r['ms_per_cloud']:.2f} ms per cloud on {r['device']})")

@@ -119,14 +119,15 @@ class BoxCox(_ColumnMap):
         return FeatureStats(s.count, None, None, f(s.min), f(s.max))
 
     def _f(self, x, a, b):
-        x = x.clamp_min(torch.finfo(x.dtype).tiny)
+        # expm1 / log1p forms: no cancellation near x = 1 in float32.
+        log = torch.log(x.clamp_min(torch.finfo(x.dtype).tiny))
         safe = torch.where(a == 0, torch.ones_like(a), a)
-        return torch.where(a == 0, torch.log(x), (x.pow(a) - 1) / safe)
+        return torch.where(a == 0, log, torch.expm1(a * log) / safe)
 
     def _finv(self, y, a, b):
         safe = torch.where(a == 0, torch.ones_like(a), a)
-        base = (a * y + 1).clamp_min(0.0)
-        return torch.where(a == 0, torch.exp(y), base.pow(1 / safe))
+        inside = (a * y).clamp_min(-1.0)  # 1 + l y < 0 has no preimage: energy 0
+        return torch.where(a == 0, torch.exp(y), torch.exp(torch.log1p(inside) / safe))
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ class PointFlowMethod(Method):
     def _terms(self, net, batch: dict, eps: torch.Tensor) -> dict[str, torch.Tensor]:
         mask = batch["mask"]
         x = batch["points"] * mask.unsqueeze(-1).to(batch["points"].dtype)
-        return net.losses(x, mask, batch["cloud"].to(x.dtype), eps)
+        return net(x, mask, batch["cloud"].to(x.dtype), eps)
 
     def train_step(self, batch: dict, ctx: StepContext) -> dict[str, float]:
         eps = ctx.randn(batch["mask"].shape[0], self.latent_dim).to(batch["points"].device)

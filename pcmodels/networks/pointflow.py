@@ -211,7 +211,7 @@ class CaloPointFlowNet(nn.Module):
                                      c.seed + 1)
         self.points = DeepSetFlow(c, c.cond_dim + c.latent_dim)
 
-    def losses(self, x: torch.Tensor, mask: torch.Tensor, cond: torch.Tensor, eps: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, cond: torch.Tensor, eps: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-shower terms of the loss, each divided by its dimension (``[B]`` each):
         the conditions' NLL, the posterior's negative entropy, the latent prior's NLL, the mean
         point NLL."""

@@ -31,7 +31,8 @@ from pcmodels.training import Stepper, Trainer, train
 from pcmodels.training.trainer import data_loader
 from tests.conftest import REPO
 
-MODELS = model_names()
+# Models of jets; the shower models have their own suite (test_showers.py).
+MODELS = tuple(m for m in model_names() if "jets" in get_model(m).kinds)
 TOY = DataSpec(("a", "b"), ("centre",), 8, 5.5, (-4.0, -4.0), (4.0, 4.0))
 
 

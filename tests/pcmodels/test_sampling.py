@@ -66,9 +66,13 @@ def test_models_cli_lists_the_registry():
 
     r = run_cli("pcmodels", "models", "--json", check=True)
     listed = {m["name"]: m for m in json.loads(r.stdout)}
-    assert set(listed) >= {"epic-fm", "epic-jedi", "mdma"}
+    assert set(listed) >= {"epic-fm", "epic-jedi", "mdma", "calopointflow"}
     assert listed["mdma"]["networks"] == ["generator", "critic"] and listed["mdma"]["samplers"] == ["direct"]
-    assert all("tiny" in m["configs"] and m["kinds"] == ["jets"] for m in listed.values())
+    assert all("tiny" in m["configs"] for m in listed.values())
+    assert listed["epic-fm"]["kinds"] == ["jets"] and listed["mdma"]["kinds"] == ["jets", "showers"]
+    assert listed["calopointflow"]["kinds"] == ["showers"] and listed["calopointflow"]["networks"] == ["flow"]
+    assert {"ds2", "ds3", "small"} <= set(listed["calopointflow"]["configs"])
+    assert {"ds2", "ds3", "small-showers"} <= set(listed["mdma"]["configs"])
     text = run_cli("pcmodels", "models", check=True).stdout
     assert "mdma" in text and "samplers: midpoint, euler, rk4" in text
 
