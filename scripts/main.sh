@@ -3,8 +3,13 @@
 #   Pythia 8 top jets -> JetNet-layout file -> store (local Dask cluster) -> EPiC-FM trained with a
 #   small CPU config -> generated jets (a store) -> evaluation report with metrics and plots.
 # Usage: bash scripts/main.sh [OUTDIR]   (default demo/; sizes can be changed with the variables below)
+#        bash scripts/main.sh --showers [OUTDIR]   the shower chain (scripts/main_showers.sh, default demo-showers/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--showers" ]; then
+    shift
+    exec bash scripts/main_showers.sh "$@"
+fi
 bash scripts/setup.sh
 OUT=${1:-demo}
 JETS=${JETS:-30000}          # generated Pythia top jets (30 particles)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..store.format import FeatureStats
-from .transforms import _UNKNOWN, BindContext, Transform, _ColumnMap, _columns, _numpy_safe
+from .transforms import _UNKNOWN, BindContext, Transform, _ColumnMap, _numpy_safe
 
 __all__ = ["Logit", "BoxCox", "CDFDequantize", "EnergyFraction", "ShowerConditions"]
 

@@ -69,6 +69,7 @@ def generate_clouds(run: str | Path | Run, num: int, *, sampler: str | None = No
         counts, fields = fieldmodel.sample_given("incident_energy", energies, g)
     names = list(config.data.cond_fields)
     features = run.data.point_features
+    max_points = config.data.max_points or _PIECE_POINTS
     parts = []
     t0 = time.perf_counter()
     from rich.progress import Progress
@@ -93,21 +94,26 @@ def generate_clouds(run: str | Path | Run, num: int, *, sampler: str | None = No
                     batch_fields.update({names[i]: back[:, i].astype(np.float64) for i in changed})
                     c = np.clip(batch_fields["num_points"].astype(np.int64), 1, run.data.max_points)
                 cond = cond.to(device)
-            n = max(1, int(c.max()))
-            mask = torch.arange(n).expand(b, n) < torch.as_tensor(c).unsqueeze(1)
-            x = method.sample(mask.to(device), cond, generator=g, sampler=settings["sampler"], steps=settings["steps"])
-            out = transforms.inverse({"points": x.float().cpu(), "mask": mask, "cloud": cond.float().cpu()
-                                      if cond is not None else cloud})
-            pts = out["points"].numpy()
+            flat = []
+            for rows in _pieces(c, finish is not None, max_points):
+                n = max(1, int(c[rows].max()))
+                mask = torch.arange(n).expand(len(rows), n) < torch.as_tensor(c[rows]).unsqueeze(1)
+                cond_r = cond[torch.as_tensor(rows, device=cond.device)] if cond is not None else None
+                x = method.sample(mask.to(device), cond_r, generator=g, sampler=settings["sampler"],
+                                  steps=settings["steps"])
+                out = transforms.inverse({"points": x.float().cpu(), "mask": mask, "cloud": cond_r.float().cpu()
+                                          if cond_r is not None else cloud[rows]})
+                flat.append((rows, out["points"].numpy()[mask.numpy()]))
+            pts = _in_order(flat, c)
             offsets = np.concatenate([[0], np.cumsum(c)]).astype(np.int64)
             if finish is not None:
                 rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=g)))
                 from .showers import finish_showers
 
-                parts.append(finish_showers(finish, pts[mask.numpy()], tuple(features), offsets, batch_fields,
+                parts.append(finish_showers(finish, pts, tuple(features), offsets, batch_fields,
                                             run.info["store"]["attrs"]["geometry"], rng))
             else:
-                parts.append(Clouds(np.ascontiguousarray(pts[mask.numpy()], dtype=np.float32), offsets,
+                parts.append(Clouds(np.ascontiguousarray(pts, dtype=np.float32), offsets,
                                     batch_fields, tuple(features)))
             bar.advance(task, b)
     seconds = time.perf_counter() - t0
@@ -120,6 +126,34 @@ def generate_clouds(run: str | Path | Run, num: int, *, sampler: str | None = No
     return clouds, {"model": config.model, "seconds": seconds, "ms_per_cloud": 1e3 * seconds / num, **settings,
                     "batch_size": batch_size, "checkpoint_step": step, "device": device, "seed": seed,
                     **({"incident": incident} if finish is not None else {})}
+
+
+#: Padded points per network pass when generating showers (runs without ``data.max_points``).
+_PIECE_POINTS = 1 << 18
+
+
+def _pieces(counts: np.ndarray, by_size: bool, max_points: int) -> list[np.ndarray]:
+    """The rows of a generation batch, in passes: the whole batch (jets), or for showers rows
+    sorted by hit count and cut under ``max_points`` padded points, so that a pass pads little."""
+    if not by_size:
+        return [np.arange(len(counts))]
+    order = np.argsort(counts, kind="stable")
+    pieces, start = [], 0
+    for i in range(1, len(order) + 1):
+        if i == len(order) or (i + 1 - start) * max(1, int(counts[order[i]])) > max_points:
+            pieces.append(order[start:i])
+            start = i
+    return pieces
+
+
+def _in_order(flat: list[tuple[np.ndarray, np.ndarray]], counts: np.ndarray) -> np.ndarray:
+    """The points of the passes back in the batch's row order."""
+    if len(flat) == 1 and np.array_equal(flat[0][0], np.arange(len(counts))):
+        return flat[0][1]
+    rows = np.concatenate([r for r, _ in flat])
+    points = np.concatenate([p for _, p in flat])
+    owner = np.repeat(rows, counts[rows])
+    return points[np.argsort(owner, kind="stable")]
 
 
 def sample(run, num: int, out: str | Path, *, fmt: Literal["store", "jetnet-hdf5", "calochallenge-hdf5"] = "store",
