@@ -269,7 +269,11 @@ class StoreBuilder:
         if self.path != self.target:
             old = self.target.with_name(f".{self.target.name}.pcdata-old-{uuid.uuid4().hex[:8]}")
             os.rename(self.target, old)
-            os.rename(self.path, self.target)
+            try:
+                os.rename(self.path, self.target)
+            except BaseException:
+                os.rename(old, self.target)  # the old store back in place; the new one stays staged
+                raise
             remove_tree(old)
             self.path = self.target
         return meta

@@ -34,6 +34,25 @@ def test_block_read_keeps_only_real_particles(tmp_path):
     np.testing.assert_array_equal(jf2, jf[50:120])
 
 
+def test_jetnet_arrays_sort_unsorted_particles_by_descending_ptrel_and_truncate_the_softest():
+    from pcdata import Clouds
+
+    rng = np.random.default_rng(8)
+    counts = np.array([5, 0, 12, 1])
+    off = np.concatenate([[0], np.cumsum(counts)])
+    pts = rng.normal(size=(off[-1], 3)).astype(np.float32)
+    pts[:, 2] = rng.permutation(np.arange(1, off[-1] + 1)).astype(np.float32) / 100  # distinct, unsorted ptrel
+    clouds = Clouds(pts, off, {"pt": np.arange(4.0)}, ("etarel", "phirel", "ptrel"))
+    pf, jf = clouds_to_jetnet(clouds, 8)
+    for i in range(4):
+        mine = pts[off[i]:off[i + 1]]
+        want = mine[np.argsort(-mine[:, 2], kind="stable")][:8]  # the hardest 8, hardest first
+        k = len(want)
+        np.testing.assert_array_equal(pf[i, :k, :3], want)
+        assert (pf[i, :k, 3] == 1).all() and (pf[i, k:] == 0).all()
+    assert jf[:, 3].tolist() == counts.tolist()  # multiplicity before truncation
+
+
 def _write(path, pf, jf):
     with h5py.File(path, "w") as f:
         if pf is not None:

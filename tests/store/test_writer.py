@@ -92,3 +92,69 @@ def test_root_metadata_is_replaced_atomically(tmp_path, clouds):
     assert before["attributes"]["pcdata"]["fragments"] == []
     assert [f["id"] for f in after["attributes"]["pcdata"]["fragments"]] == ["f000001"]
     assert [p.name for p in path.iterdir() if p.name.startswith(".")] == []
+
+
+def _tree(path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_fragment_write_leaves_no_fragment_and_never_touches_a_complete_copy(tmp_path, clouds, monkeypatch):
+    import pcdata.store.writer as writer
+
+    path = tmp_path / "s"
+    prepare_store(path, template())
+    real_write = writer._write_group
+
+    def write_then_fail(target, c, chunks):
+        real_write(target, c, chunks)  # every array written, then the disk fills up
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer, "_write_group", write_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        write_fragment(path, "f000000", clouds.slice(0, 10))
+    assert sorted(os.listdir(path / "fragments")) == ["zarr.json"]  # nothing half-written, nothing left over
+    # A complete copy exists; a duplicate attempt that fails part-way must leave it byte for byte.
+    monkeypatch.setattr(writer, "_write_group", real_write)
+    write_fragment(path, "f000001", clouds.slice(10, 30))
+    before = _tree(path / "fragments" / "f000001")
+    monkeypatch.setattr(writer, "_write_group", write_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        write_fragment(path, "f000001", clouds.slice(10, 30))
+    assert _tree(path / "fragments" / "f000001") == before
+    assert sorted(os.listdir(path / "fragments")) == ["f000001", "zarr.json"]
+
+
+def test_a_failure_in_the_overwrite_swap_keeps_the_old_store_at_its_path(store_path, monkeypatch):
+    import pcdata.store.writer as writer
+
+    old_bytes = _tree(store_path)
+    t = template("new")
+    builder = prepare_store(store_path, t.__class__(**{**t.__dict__, "expected_fragments": 1}), overwrite=True)
+    builder.commit(write_fragment(builder.path, "f000000", make_clouds(10, seed=5)))
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if str(src) == str(builder.path):  # the new store moving into place: the crash point
+            raise OSError(5, "Input/output error")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(writer.os, "rename", rename)
+    with pytest.raises(OSError, match="Input/output"):
+        builder.finish()
+    monkeypatch.setattr(writer.os, "rename", real_rename)
+    assert _tree(store_path) == old_bytes and open_store(store_path).num_clouds == 2000
+    assert builder.path.exists()  # the new store is still staged: nothing was deleted
+
+
+def test_commits_in_any_order_list_the_fragments_in_store_order(tmp_path, clouds):
+    path = tmp_path / "s"
+    t = template().__class__(**{**template().__dict__, "expected_fragments": 3})
+    b = prepare_store(path, t)
+    parts = {"f000000": clouds.slice(0, 5), "f000001": clouds.slice(5, 12), "f000002": clouds.slice(12, 20)}
+    infos = {k: write_fragment(path, k, v) for k, v in parts.items()}
+    b.commit(infos["f000002"])
+    b.commit(infos["f000000"], infos["f000001"])  # workers finish out of order
+    listed = json.loads((path / "zarr.json").read_text())["attributes"]["pcdata"]["fragments"]
+    assert [f["id"] for f in listed] == ["f000000", "f000001", "f000002"]
+    b.finish()
+    assert open_store(path).read().equals(clouds.slice(0, 20))
