@@ -47,11 +47,14 @@ def _train(store: Path, run: Path, config: Path, minutes: float) -> dict:
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
         raise SystemExit(f"training failed: {' '.join(cmd)}")
+    return {"wall_s": time.perf_counter() - t0, "peak_rss_gib": usage.ru_maxrss / 2**20, **_logged(run)}
+
+
+def _logged(run: Path) -> dict:
+    """Steps and the last logged throughput of a run."""
     rows = list(csv.reader((run / "log.csv").open()))
     rate = [float(r[2]) for r in rows[1:] if r[1] == "clouds_per_s"]
-    steps = max(int(r[0]) for r in rows[1:])
-    return {"wall_s": time.perf_counter() - t0, "peak_rss_gib": usage.ru_maxrss / 2**20, "steps": steps,
-            "showers_per_s": rate[-1] if rate else None}
+    return {"steps": max(int(r[0]) for r in rows[1:]), "showers_per_s": rate[-1] if rate else None}
 
 
 def _ms_per_shower(run: Path, batch: int, num: int, reps: int = 2) -> float:
@@ -113,9 +116,17 @@ def main() -> None:
             key = f"{ds}/{model}"
             run = args.workdir / f"run-showers-{ds}-{model}"
             entry = results.get(key, {}) if args.reuse else {}
-            if not (args.reuse and run.exists() and "train" in entry):
+            config = get_model(model).config_path(CONFIGS[model])
+            if args.reuse and run.exists() and "train" not in entry:
+                # A finished run without its entry: throughput from its log, peak memory from a 1-minute probe.
+                probe = args.workdir / f"probe-showers-{ds}-{model}"
+                shutil.rmtree(probe, ignore_errors=True)
+                memory = _train(store_path, probe, config, 1.0)["peak_rss_gib"]
+                shutil.rmtree(probe, ignore_errors=True)
+                entry = {"train": {**_logged(run), "peak_rss_gib": memory, "wall_s": None}}
+            elif not (args.reuse and run.exists() and "train" in entry):
                 shutil.rmtree(run, ignore_errors=True)
-                entry = {"train": _train(store_path, run, get_model(model).config_path(CONFIGS[model]), minutes)}
+                entry = {"train": _train(store_path, run, config, minutes)}
             entry["minutes"], entry["sizes"] = minutes, sizes
             entry["parameters"] = Run.open(run).load_method()[0].parameters()
             entry["ms_per_shower"] = {"100": _ms_per_shower(run, 100, 300 if ds == "ds3" else 1000)}

@@ -147,7 +147,8 @@ def plot_histograms(seps: Mapping[str, dict], labels: Sequence[str], path: Path,
             top, bottom = fig.add_subplot(grid[2 * i, j]), fig.add_subplot(grid[2 * i + 1, j])
             top.stairs(np.nan_to_num(hr), edges, fill=True, alpha=0.35, color=REAL, label="real")
             top.stairs(np.nan_to_num(hg), edges, color=GEN, linewidth=1.2, label="generated")
-            top.set_yscale("log")
+            if (np.nan_to_num(hr) > 0).any() or (np.nan_to_num(hg) > 0).any():
+                top.set_yscale("log")  # an all-empty histogram (a layer a model never fills) stays linear
             value = entry["value"]
             top.set_title(f"{label}\nsep. power {value:.2g}" if np.isfinite(value) else f"{label}\nsep. power n/a")
             top.tick_params(labelbottom=False)
@@ -173,10 +174,13 @@ def plot_separation_by_layer(seps: Mapping[str, float], floor: Mapping[str, floa
         for k, family in enumerate(families):
             ax = fig.add_subplot(rows, cols, k + 1)
             xs = [l for l in layers if f"{family} layer {l}" in seps]
+            positive = False
             for values, color, name in ((seps, GEN, "generated vs real"), (floor, REAL, "real vs real (floor)")):
                 ys = np.array([values.get(f"{family} layer {l}") for l in xs], dtype=float)
+                positive |= bool((ys > 0).any())
                 ax.plot(xs, np.where(ys > 0, ys, np.nan), "o-", markersize=3, color=color, label=name)
-            ax.set_yscale("log")
+            if positive:
+                ax.set_yscale("log")
             ax.set_title(family)
             ax.set_xlabel("layer")
             ax.set_ylabel("separation power")

@@ -206,3 +206,17 @@ def test_cli_detects_showers_and_writes_the_report(files, tmp_path):
     assert rep["kind"] == "showers" and rep["generated"]["num_showers"] == 40 and rep["seed"] == 2
     assert "AUC low (voxels)" in proc.stdout and rep["plots"] == []
     assert not math.isnan(rep["fpd"]["value"])
+
+
+def test_plots_of_a_layer_nobody_fills_are_written(tmp_path):
+    """A model that never fills a layer gives all-empty histograms: linear axes, no failure."""
+    from pcmodels.evaluation.shower_plots import plot_histograms, plot_separation_by_layer
+
+    edges = np.linspace(0, 1, 11)
+    seps = {"E layer 3": {"edges": edges, "reference": np.zeros(10), "generated": np.zeros(10), "value": float("nan")},
+            "E layer 4": {"edges": edges, "reference": np.full(10, 0.1), "generated": np.zeros(10), "value": 0.5}}
+    files = plot_histograms(seps, list(seps), tmp_path / "h", title="t")
+    assert [f.suffix for f in files] == [".pdf", ".png"] and all(f.stat().st_size > 0 for f in files)
+    files = plot_separation_by_layer({"E layer 3": float("nan")}, {"E layer 3": float("nan")}, [3], tmp_path / "s",
+                                     families=["E layer"])
+    assert all(f.stat().st_size > 0 for f in files)
