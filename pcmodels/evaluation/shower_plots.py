@@ -157,6 +157,8 @@ def plot_histograms(seps: Mapping[str, dict], labels: Sequence[str], path: Path,
             _ratio_panel(bottom, 0.5 * (edges[1:] + edges[:-1]), hr, hg, xlabel)
             if log_x:
                 top.set_xscale("log"), bottom.set_xscale("log")
+                # Limits from the bins: a panel with nothing drawn (an empty ratio) has none of its own.
+                top.set_xlim(edges[0], edges[-1]), bottom.set_xlim(edges[0], edges[-1])
         fig.suptitle(title)
         return _save(fig, path)
 

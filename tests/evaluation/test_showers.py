@@ -217,6 +217,9 @@ def test_plots_of_a_layer_nobody_fills_are_written(tmp_path):
             "E layer 4": {"edges": edges, "reference": np.full(10, 0.1), "generated": np.zeros(10), "value": 0.5}}
     files = plot_histograms(seps, list(seps), tmp_path / "h", title="t")
     assert [f.suffix for f in files] == [".pdf", ".png"] and all(f.stat().st_size > 0 for f in files)
+    log_edges = {k: {**v, "edges": np.geomspace(0.015, 100, 11)} for k, v in seps.items()}
+    files = plot_histograms(log_edges, list(seps), tmp_path / "l", title="t", log_x=True)
+    assert all(f.stat().st_size > 0 for f in files)
     files = plot_separation_by_layer({"E layer 3": float("nan")}, {"E layer 3": float("nan")}, [3], tmp_path / "s",
                                      families=["E layer"])
     assert all(f.stat().st_size > 0 for f in files)
