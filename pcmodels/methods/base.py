@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Iterable, Protocol
 import torch
 from torch import nn
 
-__all__ = ["Method", "DataSpec", "StepContext", "Draws", "masked_mse", "batch_cond"]
+__all__ = ["Method", "DataSpec", "StepContext", "Draws", "masked_mse", "batch_cond", "split_batch"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,34 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     m = mask.unsqueeze(-1).to(pred.dtype)
     n = (mask.sum() if count is None else count).to(pred.dtype) * pred.shape[-1]
     return (((pred - target) ** 2) * m).sum() / n.clamp_min(1.0)
+
+
+def split_batch(batch: dict, max_points: int | None) -> list[tuple[dict, float]]:
+    """Cut a padded batch into chunks of at most ``max_points`` padded points (a cloud longer
+    than that is a chunk of its own), clouds sorted by multiplicity, each chunk trimmed to its
+    longest cloud; with each chunk's share of the clouds. None: the whole batch, trimmed.
+    ``rows`` in a chunk holds its clouds' positions in the batch (to slice draws made for the batch)."""
+    mask = batch["mask"]
+    b = mask.shape[0]
+    counts = mask.sum(1)
+    if max_points is None:
+        n = int(counts.max()) if b else 0
+        return [({**batch, "points": batch["points"][:, :n], "mask": mask[:, :n],
+                  "rows": torch.arange(b, device=mask.device)}, 1.0)]
+    order = torch.argsort(counts.cpu(), stable=True)
+    sizes = counts.cpu()[order].tolist()
+    parts, start = [], 0
+    for i in range(1, b + 1):
+        # Clouds in ascending order: the chunk's padded size is its rows times the last one's count.
+        if i == b or (i + 1 - start) * max(1, sizes[i]) > max_points:
+            idx = order[start:i].to(mask.device)
+            n = max(1, sizes[i - 1])
+            part = {k: (v[idx][:, :n] if k in ("points", "mask") else v[idx]) if torch.is_tensor(v) and v.shape[:1] == (b,)
+                    else v for k, v in batch.items()}
+            part["rows"] = idx
+            parts.append((part, (i - start) / b))
+            start = i
+    return parts
 
 
 def batch_cond(batch: dict) -> torch.Tensor | None:

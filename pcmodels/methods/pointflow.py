@@ -18,7 +18,7 @@ from typing import Iterable
 
 import torch
 
-from .base import DataSpec, Method, StepContext
+from .base import DataSpec, Method, StepContext, split_batch
 
 __all__ = ["PointFlowMethod"]
 
@@ -34,10 +34,11 @@ class PointFlowMethod(Method):
     samplers = ("direct",)
     chunked = True
 
-    def __init__(self, net: torch.nn.Module, data: DataSpec):
+    def __init__(self, net: torch.nn.Module, data: DataSpec, *, max_points: int | None = None):
         self.modules = {"flow": net}
         self.data = data
         self.latent_dim = net.config.latent_dim
+        self.max_points = max_points
 
     def _terms(self, net, batch: dict, eps: torch.Tensor) -> dict[str, torch.Tensor]:
         mask = batch["mask"]
@@ -67,8 +68,9 @@ class PointFlowMethod(Method):
         for i, batch in enumerate(batches):
             g = torch.Generator(device=batch["mask"].device).manual_seed(1000 + i)
             eps = torch.randn(batch["mask"].shape[0], self.latent_dim, generator=g, device=batch["mask"].device)
-            terms = self._terms(net, batch, eps)
-            total += float(sum(t.sum() for t in terms.values()))
+            for part, _ in split_batch(batch, self.max_points):  # memory bounded as in training
+                terms = self._terms(net, part, eps[part["rows"]])
+                total += float(sum(t.sum() for t in terms.values()))
             count += batch["mask"].shape[0]
         return {"val_loss": total / count} if count else {}
 

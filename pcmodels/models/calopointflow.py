@@ -57,7 +57,8 @@ class PointFlowMethodSection:
 
 
 def _build(config, data: DataSpec) -> PointFlowMethod:
-    return PointFlowMethod(CaloPointFlowNet(config.network.network_config(data.features, len(data.cond_fields))), data)
+    return PointFlowMethod(CaloPointFlowNet(config.network.network_config(data.features, len(data.cond_fields))), data,
+                           max_points=config.data.max_points)
 
 
 register(ModelSpec(

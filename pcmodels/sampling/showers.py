@@ -51,15 +51,22 @@ def merge_cells(shower: np.ndarray, layer: np.ndarray, alpha: np.ndarray, r: np.
     fields ``num_points`` and ``energy_sum`` recomputed; ``num`` showers (some may be empty)."""
     keep = energy > 0
     shower, layer, alpha, r, energy = shower[keep], layer[keep], alpha[keep], r[keep], energy[keep]
-    key = np.stack([shower, layer, alpha, r])
-    uniq, inverse = np.unique(key, axis=1, return_inverse=True)
-    summed = np.bincount(inverse.reshape(-1), weights=energy.astype(np.float64), minlength=uniq.shape[1])
-    counts = np.bincount(uniq[0], minlength=num)
+    # One integer per (shower, layer, alpha, r): a 1-d unique is many times faster than np.unique(axis=1).
+    na, nr = int(alpha.max(initial=0)) + 1, int(r.max(initial=0)) + 1
+    nl = int(layer.max(initial=0)) + 1
+    key = ((shower * nl + layer) * na + alpha) * nr + r
+    uniq, inverse = np.unique(key, return_inverse=True)
+    summed = np.bincount(inverse.reshape(-1), weights=energy.astype(np.float64), minlength=len(uniq))
+    u_r = uniq % nr
+    u_alpha = (uniq // nr) % na
+    u_layer = (uniq // (nr * na)) % nl
+    u_shower = uniq // (nr * na * nl)
+    counts = np.bincount(u_shower, minlength=num)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    points = np.stack([uniq[1], uniq[2], uniq[3], summed], axis=1).astype(np.float32)
+    points = np.stack([u_layer, u_alpha, u_r, summed], axis=1).astype(np.float32)
     out = dict(fields)
     out["num_points"] = counts.astype(np.int64)
-    out["energy_sum"] = np.bincount(uniq[0], weights=summed, minlength=num)
+    out["energy_sum"] = np.bincount(u_shower, weights=summed, minlength=num)
     return Clouds(points, offsets, out, (*_CELLS, "energy"))
 
 
@@ -113,8 +120,7 @@ def _assign_alpha(shower, layer, r, n_alpha, rng: np.random.Generator) -> np.nda
     group = rank // na  # the group inside the cell
     pos = rank % na
     # A group of one hit takes a uniform bin; larger groups take the first bins of a permutation.
-    key = np.stack([cell_start, group])
-    _, gid, size = np.unique(key, axis=1, return_inverse=True, return_counts=True)
+    _, gid, size = np.unique(cell_start * (int(group.max()) + 1) + group, return_inverse=True, return_counts=True)
     gid = gid.reshape(-1)
     single = size[gid] == 1
     out = np.empty(m, dtype=np.int64)

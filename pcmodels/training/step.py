@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..config import OptimConfig
-from ..methods.base import Draws, Method
+from ..methods.base import Draws, Method, split_batch
 from .checkpoint import flatten_optimizer, unflatten_optimizer
 
 __all__ = ["Stepper", "Context", "step_generator", "lr_factor", "build_optimizer", "split_batch"]
@@ -43,34 +43,6 @@ def lr_factor(warmup: int, total: int, schedule: str):
 def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.name]
     return cls(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
-
-
-def split_batch(batch: dict, max_points: int | None) -> list[tuple[dict, float]]:
-    """Cut a padded batch into chunks of at most ``max_points`` padded points (a cloud longer
-    than that is a chunk of its own), clouds sorted by multiplicity, each chunk trimmed to its
-    longest cloud; with each chunk's share of the clouds. None: the whole batch, trimmed.
-    ``rows`` in a chunk holds its clouds' positions in the batch (to slice draws made for the batch)."""
-    mask = batch["mask"]
-    b = mask.shape[0]
-    counts = mask.sum(1)
-    if max_points is None:
-        n = int(counts.max()) if b else 0
-        return [({**batch, "points": batch["points"][:, :n], "mask": mask[:, :n],
-                  "rows": torch.arange(b, device=mask.device)}, 1.0)]
-    order = torch.argsort(counts.cpu(), stable=True)
-    sizes = counts.cpu()[order].tolist()
-    parts, start = [], 0
-    for i in range(1, b + 1):
-        # Clouds in ascending order: the chunk's padded size is its rows times the last one's count.
-        if i == b or (i + 1 - start) * max(1, sizes[i]) > max_points:
-            idx = order[start:i].to(mask.device)
-            n = max(1, sizes[i - 1])
-            part = {k: (v[idx][:, :n] if k in ("points", "mask") else v[idx]) if torch.is_tensor(v) and v.shape[:1] == (b,)
-                    else v for k, v in batch.items()}
-            part["rows"] = idx
-            parts.append((part, (i - start) / b))
-            start = i
-    return parts
 
 
 class Context(Draws):
