@@ -10,7 +10,7 @@ x 128^3, latent flow 8 x 8 bins x 1024^3, point flow 12 x 8 bins x 128^3 with De
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import OptimConfig
 from ..data import pointflow_plan
@@ -23,32 +23,16 @@ __all__ = ["CaloPointFlowSection", "PointFlowMethodSection"]
 
 
 @dataclass(frozen=True)
-class CaloPointFlowSection:
-    """The ``network`` section: the sizes of :class:`~pcmodels.networks.pointflow.PointFlowConfig`
-    (point and condition dimensions come from the data)."""
+class CaloPointFlowSection(PointFlowConfig):
+    """The ``network`` section: the sizes of :class:`~pcmodels.networks.pointflow.PointFlowConfig`;
+    the point and condition dimensions are not settings (they come from the data)."""
 
-    latent_dim: int = 128
-    encoder_point: tuple[int, ...] = (64, 128, 1024)
-    encoder_latent: tuple[int, ...] = (1024, 512, 512)
-    cond_transforms: int = 12
-    cond_bins: int = 12
-    cond_hidden: tuple[int, ...] = (128, 128, 128)
-    latent_transforms: int = 8
-    latent_bins: int = 8
-    latent_hidden: tuple[int, ...] = (1024, 1024, 1024)
-    point_transforms: int = 12
-    point_bins: int = 8
-    point_hidden: tuple[int, ...] = (128, 128, 128)
-    summary_point: tuple[int, ...] = (64, 128, 512)
-    summary_reduce: tuple[int, ...] = (512, 256, 128)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        self.network_config(3, 3)  # fails now, naming the key
+    point_dim: int = field(default=3, init=False)
+    cond_dim: int = field(default=3, init=False)
 
     def network_config(self, point_dim: int, cond_dim: int) -> PointFlowConfig:
-        return PointFlowConfig(point_dim=point_dim, cond_dim=cond_dim,
-                               **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        sizes = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        return PointFlowConfig(point_dim=point_dim, cond_dim=cond_dim, **sizes)
 
 
 @dataclass(frozen=True)
