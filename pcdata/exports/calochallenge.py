@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import ExportError
 from ..geometry.calo import GEOMETRY_NAMES, GeometryName, get_geometry
 from ..geometry.voxels import POINT_FEATURES, clouds_to_voxels
@@ -71,13 +69,10 @@ def export_calochallenge(
     if known is not None and name != known:
         raise ExportError(f"{where}: the store holds {known} showers, not {name}")
     geo = get_geometry(name)
-    if split is None:
-        indices = np.arange(store.num_clouds)
-    else:
-        try:
-            indices = store.split_indices(split)
-        except KeyError as err:
-            raise ExportError(str(err.args[0])) from err  # "<store>: no split ... (has ...)"
+    try:
+        indices = store.indices(split)
+    except KeyError as err:
+        raise ExportError(str(err.args[0])) from err  # "<store>: no split ... (has ...)"
     if not len(indices):
         raise ExportError(f"{where}: no showers to write" + (f" in split {split!r}" if split else ""))
 

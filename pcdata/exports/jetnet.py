@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import ExportError
 from ..sources.jetnet import PARTICLE_FEATURES, JetNetWriter, clouds_to_jetnet
 from ..store.reader import Store, open_store
@@ -48,7 +46,7 @@ def export_jetnet(
         num_particles = int(store.meta.attrs.get("num_particles") or (store.counts.max() if store.num_clouds else 1))
     if num_particles < 1:
         raise ExportError(f"--num-particles must be >= 1, got {num_particles}")
-    indices = np.arange(store.num_clouds) if split is None else store.split_indices(split)
+    indices = store.indices(split)
     block = 50_000
     with JetNetWriter(out, n_jets=len(indices), num_particles=num_particles, compression=compression) as writer:
         for lo in range(0, len(indices), block):

@@ -77,7 +77,7 @@ class _Source:
         self.spec = spec
         self.store = store or open_store(spec.path, allow_incomplete=spec.allow_incomplete)
         s = self.store
-        self.selection = np.arange(s.num_clouds, dtype=np.int64) if spec.split is None else s.split_indices(spec.split)
+        self.selection = s.indices(spec.split)
         self.offsets = s.offsets
         self.counts = np.diff(self.offsets)
         fragment_starts = np.concatenate([[0], np.cumsum([f.num_clouds for f in s.fragments])])[:-1]

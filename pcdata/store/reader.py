@@ -328,6 +328,10 @@ class Store:
             raise KeyError(f"{self.path}: no split {name!r} (has {', '.join(self._split_indices)})")
         return self._split_indices[name]
 
+    def indices(self, split: str | None = None) -> np.ndarray:
+        """Sorted global indices of the clouds of ``split``, or of every cloud (None)."""
+        return np.arange(self.num_clouds, dtype=np.int64) if split is None else self.split_indices(split)
+
     def split(self, name: str) -> Clouds:
         """The clouds of split ``name``."""
         return self.take(self.split_indices(name))
@@ -350,7 +354,7 @@ class Store:
 
     def iter_arrow_batches(self, batch_size: int = 65536, *, split: str | None = None):
         """``pyarrow.RecordBatch`` es of at most ``batch_size`` clouds, streamed from the store."""
-        idx = np.arange(self.num_clouds) if split is None else self.split_indices(split)
+        idx = self.indices(split)
         for lo in range(0, len(idx), batch_size):
             table = self.take(idx[lo : lo + batch_size]).to_arrow()
             yield from table.to_batches()

@@ -159,13 +159,10 @@ def open_showers(source: str | os.PathLike, *, split: str | None = None) -> Show
     if geometry not in GEOMETRY_NAMES:
         raise EvaluationError(f"{store.path}: the store records no CaloChallenge geometry (attrs.geometry = "
                               f"{geometry!r}); expected one of {', '.join(GEOMETRY_NAMES)}")
-    if split is None:
-        rows = np.arange(store.num_clouds)
-    else:
-        try:
-            rows = store.split_indices(split)
-        except KeyError as err:
-            raise EvaluationError(str(err.args[0])) from err
+    try:
+        rows = store.indices(split)
+    except KeyError as err:
+        raise EvaluationError(str(err.args[0])) from err
     if not len(rows):
         raise EvaluationError(f"{store.path}: no showers" + (f" in split {split!r}" if split else ""))
     return ShowerSample(str(store.path), "store", geometry, np.sort(rows), len(rows), store)

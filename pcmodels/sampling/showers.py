@@ -182,7 +182,7 @@ def incident_energies(source: str, num: int, *, generator: torch.Generator, spli
 
         try:
             store = open_store(source)
-            rows = store.split_indices(split) if split else np.arange(store.num_clouds)
+            rows = store.indices(split)
             e = np.asarray(store.field("incident_energy")[rows[:num]], dtype=np.float64)
         except (PcdataError, KeyError, ValueError, OSError) as err:
             raise ConfigError(f"--incident {source}: {str(err.args[0]) if err.args else err}") from None

@@ -102,3 +102,11 @@ def test_incomplete_store_shows_only_committed_fragments(tmp_path, clouds):
         open_store(path)
     s = open_store(path, allow_incomplete=True)
     assert s.num_clouds == 100 and s.read().equals(clouds.slice(0, 100))
+
+
+def test_indices_are_a_split_or_every_cloud(store_path):
+    s = open_store(store_path)
+    assert np.array_equal(s.indices(), np.arange(s.num_clouds))
+    assert np.array_equal(s.indices("train"), s.split_indices("train"))
+    with pytest.raises(KeyError, match="no split 'nope'"):
+        s.indices("nope")
