@@ -14,10 +14,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Method", "DataSpec", "StepContext", "Draws", "masked_mse", "batch_cond", "split_batch"]
+__all__ = ["Method", "DataSpec", "StepContext", "Draws", "masked_mse", "batch_cond", "split_batch", "sorted_runs"]
 
 
 @dataclass(frozen=True)
@@ -131,11 +132,24 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     return (((pred - target) ** 2) * m).sum() / n.clamp_min(1.0)
 
 
+def sorted_runs(counts: np.ndarray, max_points: int) -> list[np.ndarray]:
+    """Row numbers sorted by ``counts`` (stable), cut into runs whose padded size (rows times
+    the run's largest count) stays within ``max_points``; a row larger than that is a run of its own."""
+    order = np.argsort(counts, kind="stable")
+    runs, start = [], 0
+    for i in range(1, len(order) + 1):
+        # Ascending counts: a run's padded size is its length times its last row's count.
+        if i == len(order) or (i + 1 - start) * max(1, int(counts[order[i]])) > max_points:
+            runs.append(order[start:i])
+            start = i
+    return runs
+
+
 def split_batch(batch: dict, max_points: int | None) -> list[tuple[dict, float]]:
-    """Cut a padded batch into chunks of at most ``max_points`` padded points (a cloud longer
-    than that is a chunk of its own), clouds sorted by multiplicity, each chunk trimmed to its
-    longest cloud; with each chunk's share of the clouds. None: the whole batch, trimmed.
-    ``rows`` in a chunk holds its clouds' positions in the batch (to slice draws made for the batch)."""
+    """Cut a padded batch into chunks of at most ``max_points`` padded points (:func:`sorted_runs`),
+    each trimmed to its longest cloud; with each chunk's share of the clouds. None: the whole
+    batch, trimmed. ``rows`` in a chunk holds its clouds' positions in the batch (to slice draws
+    made for the batch)."""
     mask = batch["mask"]
     b = mask.shape[0]
     counts = mask.sum(1)
@@ -143,19 +157,15 @@ def split_batch(batch: dict, max_points: int | None) -> list[tuple[dict, float]]
         n = int(counts.max()) if b else 0
         return [({**batch, "points": batch["points"][:, :n], "mask": mask[:, :n],
                   "rows": torch.arange(b, device=mask.device)}, 1.0)]
-    order = torch.argsort(counts.cpu(), stable=True)
-    sizes = counts.cpu()[order].tolist()
-    parts, start = [], 0
-    for i in range(1, b + 1):
-        # Clouds in ascending order: the chunk's padded size is its rows times the last one's count.
-        if i == b or (i + 1 - start) * max(1, sizes[i]) > max_points:
-            idx = order[start:i].to(mask.device)
-            n = max(1, sizes[i - 1])
-            part = {k: (v[idx][:, :n] if k in ("points", "mask") else v[idx]) if torch.is_tensor(v) and v.shape[:1] == (b,)
-                    else v for k, v in batch.items()}
-            part["rows"] = idx
-            parts.append((part, (i - start) / b))
-            start = i
+    sizes = counts.cpu().numpy()
+    parts = []
+    for run in sorted_runs(sizes, max_points):
+        idx = torch.as_tensor(run, device=mask.device)
+        n = max(1, int(sizes[run[-1]]))
+        part = {k: (v[idx][:, :n] if k in ("points", "mask") else v[idx]) if torch.is_tensor(v) and v.shape[:1] == (b,)
+                else v for k, v in batch.items()}
+        part["rows"] = idx
+        parts.append((part, len(run) / b))
     return parts
 
 

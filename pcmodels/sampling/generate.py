@@ -17,6 +17,7 @@ from pcdata import Clouds
 from pcdata.store import Feature, StoreMeta, write_store
 
 from ..errors import ConfigError
+from ..methods.base import sorted_runs
 from ..run import Run
 
 __all__ = ["sample", "generate_clouds"]
@@ -135,15 +136,7 @@ _PIECE_POINTS = 1 << 18
 def _pieces(counts: np.ndarray, by_size: bool, max_points: int) -> list[np.ndarray]:
     """The rows of a generation batch, in passes: the whole batch (jets), or for showers rows
     sorted by hit count and cut under ``max_points`` padded points, so that a pass pads little."""
-    if not by_size:
-        return [np.arange(len(counts))]
-    order = np.argsort(counts, kind="stable")
-    pieces, start = [], 0
-    for i in range(1, len(order) + 1):
-        if i == len(order) or (i + 1 - start) * max(1, int(counts[order[i]])) > max_points:
-            pieces.append(order[start:i])
-            start = i
-    return pieces
+    return sorted_runs(counts, max_points) if by_size else [np.arange(len(counts))]
 
 
 def _in_order(flat: list[tuple[np.ndarray, np.ndarray]], counts: np.ndarray) -> np.ndarray:

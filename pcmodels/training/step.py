@@ -51,6 +51,7 @@ class Context(Draws):
     def __init__(self, stepper: "Stepper", step: int, generator: torch.Generator):
         super().__init__(generator, stepper.rank, stepper.world_size)
         self.step, self.modules, self._stepper = step, stepper.wrapped, stepper
+        self.padding: float | None = None  # set by chunks(): the step's padded fraction
 
     def optimise(self, name: str, loss: torch.Tensor) -> None:
         self._stepper.optimise(name, loss)
@@ -147,7 +148,7 @@ class Stepper:
             m.train()
         ctx = Context(self, self.step, step_generator(self.seed, self.step, self.device))
         scalars = self.method.train_step(batch, ctx)
-        if getattr(ctx, "padding", None) is not None:
+        if ctx.padding is not None:
             scalars = {**scalars, "padding": ctx.padding}
         for sched in self.schedulers.values():
             sched.step()
