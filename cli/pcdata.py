@@ -41,6 +41,37 @@ def inspect(
     render_store_summary(info)
 
 
+@app.command()
+@handle_errors
+def verify(
+    store: Path = typer.Argument(..., help="The store directory (or a catalog name)."),
+) -> None:
+    """Re-read every fragment and compare it with its committed checksum; exit 1 on a mismatch."""
+    from pcdata import open_store
+
+    s = open_store(store)
+    problems = s.verify()
+    for line in problems:
+        typer.echo(f"{s.path}: {line}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"ok {s.path}: {s.num_fragments} fragments, {s.num_clouds:,} clouds match their checksums")
+
+
+@app.command()
+@handle_errors
+def migrate(
+    source: Path = typer.Argument(..., help="The store to convert (format 1 or 2); left as it is."),
+    out: Path = typer.Argument(..., help="Where to write the format 2 store."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a store at OUT."),
+) -> None:
+    """Rewrite a store in the current format (format 1 stores open read-only)."""
+    from pcdata.store.migrate import migrate_store
+
+    meta = migrate_store(source, out, overwrite=overwrite)
+    typer.echo(f"wrote {out}: {meta.num_fragments} fragments, {meta.num_clouds:,} clouds, format {meta.version}")
+
+
 class ExportFormat(str, Enum):
     jetnet_hdf5 = "jetnet-hdf5"
     calochallenge_hdf5 = "calochallenge-hdf5"

@@ -13,6 +13,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 from . import errors
 from .clouds import Clouds, Padded
-from .store import Store, open_store
+from .store import Store
+from .catalog.shared import open_named_store as open_store  # paths and catalog names (the store takes paths only)
 
 __all__ = ["__version__", "errors", "Clouds", "Padded", "Store", "open_store"]

@@ -17,6 +17,7 @@ __all__ = [
     "StoreFormatError",
     "StoreIncompleteError",
     "StoreExistsError",
+    "StoreLockedError",
     "IngestError",
     "ClusterError",
     "ExportError",
@@ -64,6 +65,10 @@ class StoreIncompleteError(StoreError, RuntimeError):
 
 class StoreExistsError(StoreError, FileExistsError):
     """The output path is taken by a complete store or by something that is not a store."""
+
+
+class StoreLockedError(StoreError, BlockingIOError):
+    """Another process holds the store's writer lock."""
 
 
 class IngestError(PcdataError, RuntimeError):

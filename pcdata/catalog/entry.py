@@ -21,10 +21,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import CatalogFormatError, InvalidReferenceError, StoreFormatError
-from ..store.format import Feature, FeatureStats, Provenance, StoreMeta
+from ..store.format import Feature, FeatureStats, FragmentInfo, Provenance, StoreMeta
 from .public import _Checker
 
 __all__ = [
@@ -155,15 +155,15 @@ class CatalogEntry:
         return f"{self.name}@{self.version}"
 
     @classmethod
-    def from_store(cls, name: str, version: int, path: str, meta: StoreMeta, *, user: str, host: str,
-                   when: str) -> "CatalogEntry":
-        """The entry of a store with root metadata ``meta`` at absolute ``path``."""
+    def from_store(cls, name: str, version: int, path: str, meta: StoreMeta, fragments: Sequence[FragmentInfo], *,
+                   user: str, host: str, when: str) -> "CatalogEntry":
+        """The entry of a store with root metadata ``meta`` and ``fragments`` at absolute ``path``."""
         return cls(
             name=name, version=version, path=path, kind=meta.kind, coords=meta.coords,
             num_clouds=meta.num_clouds, num_points=meta.num_points,
             point_features=meta.point_features, cloud_features=meta.cloud_features,
             stats=dict(meta.stats), provenance=meta.provenance,
-            fragments=tuple(EntryFragment(f.id, f.num_clouds, f.num_points, f.checksum) for f in meta.fragments),
+            fragments=tuple(EntryFragment(f.id, f.num_clouds, f.num_points, f.checksum) for f in fragments),
             fingerprint=meta.fingerprint, registered_by=user, registered_host=host, registered_at=when,
         )
 

@@ -52,6 +52,7 @@ from ..errors import (
     PcdataError,
     StoreNotAllowedError,
 )
+from ..store.reader import Store, open_store
 from .entry import NAME_RE, REF_RE, CatalogConfig, CatalogEntry, check_name, parse_ref
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "init_catalog",
     "open_catalog",
     "resolve_reference",
+    "open_named_store",
     "resolve_store",
 ]
 
@@ -366,13 +368,12 @@ class SharedCatalog:
             StoreNotAllowedError: the store lies outside the catalog's allowed roots.
             EntryExistsError: ``version`` is given and taken (or was removed: versions are not reused).
         """
-        from ..store.reader import open_store
-
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
             raise InvalidReferenceError(f"catalog version {version!r}: expected an integer >= 1")
         path = Path(os.path.abspath(store))
         self.check_add(name, path)
-        meta = open_store(path).meta
+        opened = open_store(path)
+        meta = opened.meta
         if not self.exists:
             self._write_config(CatalogConfig((str(path.parent),)), replace=False)
             self.check_add(name, path)  # another host may have created a different config first
@@ -385,7 +386,7 @@ class SharedCatalog:
         for _ in range(_MAX_ATTEMPTS):
             # After a lost race the listing holds the winner's file, so this moves past it.
             v = version if version is not None else max(self._version_files(name), default=0) + 1
-            entry = CatalogEntry.from_store(name, v, str(path), meta, user=user, host=host, when=when)
+            entry = CatalogEntry.from_store(name, v, str(path), meta, opened.fragments, user=user, host=host, when=when)
             with _temp_file(directory, json.dumps(entry.to_dict(), indent=1) + "\n") as tmp:
                 if not _publish(tmp, directory / f"{v}.json"):
                     if version is not None:
@@ -427,8 +428,6 @@ class SharedCatalog:
     def verify(self, ref: str) -> VerifyReport:
         """Check the store against its entry: the committed fragments and their checksums in the
         store's metadata must equal the entry's, and re-reading the data must reproduce them."""
-        from ..store.reader import open_store
-
         entry = self.get(ref)
         try:
             store = open_store(entry.path)
@@ -496,8 +495,15 @@ def resolve_store(ref: str, *, catalog: str | os.PathLike | None = None) -> Path
 
 
 def resolve_reference(path: str | os.PathLike) -> str | os.PathLike:
-    """For :func:`~pcdata.store.open_store`: a missing ``path`` that looks like ``name[@version]``
-    becomes the store path from ``$PCDATA_CATALOG``; anything else comes back unchanged."""
-    if not os.environ.get(CATALOG_ENV) or not REF_RE.match(str(path)):
+    """A missing ``path`` that looks like ``name[@version]`` becomes the store path from
+    ``$PCDATA_CATALOG``; anything else comes back unchanged."""
+    if os.path.exists(path) or not os.environ.get(CATALOG_ENV) or not REF_RE.match(str(path)):
         return path
     return resolve_store(str(path))
+
+
+def open_named_store(path: str | os.PathLike, *, allow_incomplete: bool = False) -> Store:
+    """:func:`pcdata.store.open_store` for the callers that accept catalog names: ``path`` is a
+    store directory or a ``name[@version]`` of the shared catalog in ``$PCDATA_CATALOG``.
+    This is ``pcdata.open_store``."""
+    return open_store(resolve_reference(path), allow_incomplete=allow_incomplete)

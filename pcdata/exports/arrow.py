@@ -16,7 +16,8 @@ from typing import Literal, get_args
 
 from .._io import atomic_path
 from ..errors import ExportError
-from ..store.reader import Store, open_store
+from ..catalog.shared import open_named_store as open_store  # a path or a catalog name
+from ..store.reader import Store
 
 __all__ = ["ArrowFormat", "export_arrow"]
 

@@ -15,7 +15,8 @@ from ..errors import ExportError
 from ..geometry.calo import GEOMETRY_NAMES, GeometryName, get_geometry
 from ..geometry.voxels import POINT_FEATURES, clouds_to_voxels
 from ..sources.calochallenge import CaloChallengeWriter, default_block_rows
-from ..store.reader import Store, open_store
+from ..catalog.shared import open_named_store as open_store  # a path or a catalog name
+from ..store.reader import Store
 
 __all__ = ["export_calochallenge"]
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..errors import ExportError
 from ..sources.jetnet import PARTICLE_FEATURES, JetNetWriter, clouds_to_jetnet
-from ..store.reader import Store, open_store
+from ..catalog.shared import open_named_store as open_store  # a path or a catalog name
+from ..store.reader import Store
 
 __all__ = ["export_jetnet"]
 

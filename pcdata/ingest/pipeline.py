@@ -27,8 +27,8 @@ from .. import __version__
 from .._io import file_sha256
 from ..clouds import Clouds
 from ..errors import IngestError, PcdataError, SourceError
-from ..store.format import FORMAT_VERSION, FragmentInfo, Provenance, SourceFile, StoreMeta
-from ..store.writer import ChunkSpec, fragment_id, prepare_store, write_fragment
+from ..store.format import FORMAT_VERSION, ChunkSpec, FragmentInfo, Provenance, SourceFile, StoreMeta, fragment_id
+from ..store.writer import FragmentWriter, prepare_store
 from .cluster import dask_client
 
 __all__ = ["Source", "Partition", "WriteFragment", "plan_partitions", "fingerprint", "run_ingest"]
@@ -68,14 +68,13 @@ def plan_partitions(rows: Sequence[int], rows_per_fragment: int) -> list[Partiti
 class WriteFragment:
     """The Dask task: read one partition and write it as one fragment (picklable, no open files)."""
 
-    store_path: str
+    writer: FragmentWriter
     source: Any
-    chunks: ChunkSpec
 
     def __call__(self, part: Partition) -> FragmentInfo:
         clouds = self.source.read(part.file_index, part.start, part.stop)
-        return write_fragment(self.store_path, part.fragment, clouds, chunks=self.chunks,
-                              source={"file": part.file_index, "start": part.start, "stop": part.stop})
+        return self.writer.write(part.fragment, clouds,
+                                 source={"file": part.file_index, "start": part.start, "stop": part.stop})
 
 
 def fingerprint(source: Source, options: dict[str, Any]) -> str:
@@ -166,15 +165,15 @@ def run_ingest(
         The metadata of the finished store.
     """
     parts = plan_partitions(source.rows(), rows_per_fragment)
-    template = replace(template, expected_fragments=len(parts),
+    template = replace(template, expected_fragments=len(parts), layout=chunks,
                        fingerprint=fingerprint(source, {**options, "rows_per_fragment": rows_per_fragment}))
     out = Path(out).absolute()
     with dask_client(workers=workers, scheduler=scheduler, gpu=gpu) as client:
         from distributed import as_completed
 
-        builder = prepare_store(out, template, overwrite=overwrite)
+        builder = prepare_store(out, template, overwrite=overwrite, command=command)
         todo = [p for p in parts if p.fragment not in builder.committed]
-        task = WriteFragment(str(builder.path), source, chunks)
+        task = WriteFragment(builder.writer(), source)
         run = f"pcdata-{uuid.uuid4().hex[:8]}-"
         futures, sums = [], []
         try:
@@ -206,3 +205,5 @@ def run_ingest(
                 f"{out}: ingest stopped ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                 "committed fragments are kept, re-run the same command to finish"
             ) from err
+        finally:
+            builder.close()

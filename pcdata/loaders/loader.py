@@ -15,7 +15,8 @@ from typing import Any, Iterator, Literal, Sequence
 import numpy as np
 import torch
 
-from ..store.reader import Store, open_store
+from ..catalog.shared import open_named_store as open_store  # a path or a catalog name
+from ..store.reader import Store
 from .order import METHOD, EpochPlan, ShuffleOptions, block_starts, hash_seed, plan_epoch, share
 from .transforms import BindContext, Compose, Transform
 from .window import RingReader, pad_batch

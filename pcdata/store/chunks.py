@@ -47,6 +47,15 @@ class ChunkFile:
         inner = self.separator.join(["0"] * (len(self.shape) - 1))
         return self.path / f"c{self.separator}{i}{self.separator if inner else ''}{inner}"
 
+    def segment(self, i: int) -> tuple[Path, int] | None:
+        """File and byte offset of raw chunk ``i`` for mapping; None when it was never written."""
+        key = self._key(i)
+        try:
+            self._check_raw_size(key, key.stat().st_size)
+        except FileNotFoundError:
+            return None
+        return key, 0
+
     def _check_raw_size(self, key: Path, size: int) -> None:
         """A raw chunk is exactly one chunk of bytes; anything else was cut short or is foreign."""
         if size != self.chunk_nbytes:
@@ -211,8 +220,11 @@ def _libc():
     return libc
 
 
-def map_rows(arrays: list[ChunkFile]) -> MappedRows | None:
-    """Map the chunk files of raw float32 2-d arrays into one contiguous read-only array.
+def map_rows(arrays: list) -> MappedRows | None:
+    """Map the chunks of raw float32 2-d arrays into one contiguous read-only array.
+
+    ``arrays`` are :class:`ChunkFile` (format 1) or :class:`~pcdata.store.shards.ShardFile`
+    (format 2): anything with ``segment(i) -> (file, offset)`` for chunk ``i``.
 
     Returns None where mapping does not apply: not Linux, compressed chunks, a fill value other
     than zero (unwritten chunks read as the zeros of the reservation), mixed widths, or chunks
@@ -249,14 +261,16 @@ def map_rows(arrays: list[ChunkFile]) -> MappedRows | None:
     try:
         for a, start in zip(arrays, starts):
             for i in range(-(-a.shape[0] // a.rows)):
-                key = a._key(i)
+                segment = a.segment(i)
+                if segment is None:
+                    continue  # never written (format 1): the reservation's zeros are the fill value
+                key, offset = segment
+                if offset % _PAGE:
+                    unmap()
+                    return None
+                fd = os.open(key, os.O_RDONLY)
                 try:
-                    fd = os.open(key, os.O_RDONLY)
-                except FileNotFoundError:
-                    continue  # never written: the reservation's zeros are the fill value
-                try:
-                    a._check_raw_size(key, os.fstat(fd).st_size)
-                    at = libc.mmap(base + start + i * a.chunk_nbytes, a.chunk_nbytes, _PROT_READ, _MAP_SHARED | _MAP_FIXED, fd, 0)
+                    at = libc.mmap(base + start + i * a.chunk_nbytes, a.chunk_nbytes, _PROT_READ, _MAP_SHARED | _MAP_FIXED, fd, offset)
                     if at != base + start + i * a.chunk_nbytes:
                         raise StoreFormatError(f"{key}: cannot map chunk ({os.strerror(ctypes.get_errno())})")
                 finally:

@@ -1,13 +1,16 @@
 """Reading a store: :func:`open_store` and :class:`Store`.
 
-A reader trusts only the root metadata: fragments it does not list do not exist for it. Offsets
-and cloud fields are small and cached per fragment on first use; points are read per request,
-touching only the chunks that hold the requested clouds.
+A reader trusts only the root metadata: fragments that no manifest it names lists do not exist
+for it. Opening reads the root alone; index manifests are read when a request touches their
+fragments, a fragment's offsets and cloud fields when a request touches the fragment (a bounded
+number of fragments stay cached), and points per request, only the chunks that hold them.
+Format 1 stores (fragment list in the root, chunks through zarr) are read the same way.
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from functools import cached_property
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -16,96 +19,95 @@ import numpy as np
 
 from ..clouds import Clouds, Padded
 from ..errors import NotAStoreError, StoreFormatError, StoreIncompleteError, StoreNotFoundError
-from .format import FeatureStats, FragmentInfo, StoreMeta
 from .chunks import ChunkFile, MappedRows, map_rows, open_chunks
+from .format import FeatureStats, FragmentInfo, StoreMeta
+from .metadata import fragment_dir, read_index_part, read_logs, read_root
+from .shards import ShardFile
 from .splits import split_indices
-from .writer import content_checksum, read_root_metadata
+from .writer import content_checksum
 
 __all__ = ["open_store", "Store"]
+
+_CACHED_FRAGMENTS = 1024  # fragments whose offsets and fields stay in memory
 
 
 def open_store(path: str | os.PathLike, *, allow_incomplete: bool = False) -> "Store":
     """Open a point-cloud store for reading.
 
     Args:
-        path: the store directory, or a shared-catalog reference ``name`` / ``name@version``
-            looked up in ``$PCDATA_CATALOG`` when no such path exists.
+        path: the store directory (catalog names are resolved by the callers that accept them,
+            ``pcdata.open_store``).
         allow_incomplete: also open an interrupted ingest; only its committed fragments are visible.
 
     Raises:
         StoreNotFoundError: nothing at ``path``.
-        EntryNotFoundError: ``path`` is a catalog reference the catalog does not hold.
         NotAStoreError: ``path`` holds no pcdata store.
         StoreFormatError: unknown format or version, or invalid metadata.
         StoreIncompleteError: an interrupted ingest (unless ``allow_incomplete``).
     """
-    if not os.path.exists(path):
-        from ..catalog.shared import resolve_reference  # lazy: only a missing path can be a catalog name
-
-        path = resolve_reference(path)
     p = Path(path)
     if not p.exists():
         raise StoreNotFoundError(f"{path}: no such store")
     if not p.is_dir():
         raise NotAStoreError(f"{path}: not a pcdata store (a file, expected a Zarr store directory)")
-    meta = read_root_metadata(p)
-    if meta is None:
+    root = read_root(p)
+    if root is None:
         raise NotAStoreError(f"{path}: not a pcdata store (no zarr.json with pcdata metadata)")
+    meta = root.meta
     if meta.status != "complete" and not allow_incomplete:
         raise StoreIncompleteError(
-            f"{path}: incomplete store, {len(meta.fragments)} of {meta.expected_fragments} fragments committed "
+            f"{path}: incomplete store, {meta.num_fragments} of {meta.expected_fragments} fragments committed "
             "(an ingest was interrupted); re-run the same ingest command to finish it"
         )
+    if root.v1_fragments is not None:
+        return Store(p, meta, fragments=root.v1_fragments)
+    if meta.status != "complete":
+        return Store(p, meta, fragments=tuple(read_logs(p, meta)))
     return Store(p, meta)
 
 
 class _Fragment:
-    """One committed fragment's arrays, opened lazily."""
+    """One committed fragment's arrays (format 2: sharded, read by :class:`ShardFile`)."""
 
-    def __init__(self, root: Path, info: FragmentInfo):
+    def __init__(self, root: Path, meta: StoreMeta, info: FragmentInfo):
         self.root, self.info = root, info
-        self.path = root / "fragments" / info.id
+        self.path = fragment_dir(root, meta.generation, info.id)
+        self.where = f"{root}: fragment {info.id}"
+        layout, compressed = meta.layout, meta.layout.cname != "none"
+        self._arrays = {"points": ShardFile(self.path / "points", (info.num_points, len(meta.point_features)),
+                                            np.float32, layout.points_rows, compressed, self.where),
+                        "offsets": ShardFile(self.path / "offsets", (info.num_clouds + 1,), np.int64, layout.clouds,
+                                             compressed, self.where)}
+        for f in meta.cloud_features:
+            self._arrays[f"cloud/{f.name}"] = ShardFile(self.path / "cloud" / f.name, (info.num_clouds,),
+                                                        np.dtype(f.dtype), layout.clouds, compressed, self.where)
+        self.fields: dict[str, np.ndarray] = {}
 
-    def _open(self, name: str):
-        import zarr
-
-        try:
-            return zarr.open_array(str(self.path), path=name, mode="r")
-        except Exception as err:  # zarr raises several kinds for a missing or broken node
-            raise StoreFormatError(f"{self.root}: fragment {self.info.id} is missing or damaged ({name}: {err})") from err
-
-    @cached_property
-    def points(self):
-        return self._open("points")
+    @property
+    def rows(self) -> int:
+        """Points per chunk."""
+        return self._points_chunks.rows
 
     @cached_property
     def offsets(self) -> np.ndarray:
-        return np.asarray(self._open("offsets")[:], dtype=np.int64)
-
-    @cached_property
-    def fields(self) -> dict[str, np.ndarray]:
-        return {}
+        off = self._arrays["offsets"].read()
+        n = self.info.num_points
+        if off[0] != 0 or off[-1] != n or (len(off) > 1 and (np.diff(off) < 0).any()):
+            raise StoreFormatError(f"{self.where}: damaged offsets (they must rise from 0 to {n})")
+        return off
 
     def field(self, name: str) -> np.ndarray:
         if name not in self.fields:
-            self.fields[name] = np.asarray(self._open(f"cloud/{name}")[:])
+            self.fields[name] = self._arrays[f"cloud/{name}"].read()
         return self.fields[name]
 
-    @cached_property
-    def _points_chunks(self) -> ChunkFile | None:
-        return open_chunks(self.path / "points")
+    @property
+    def _points_chunks(self) -> ShardFile | ChunkFile:
+        return self._arrays["points"]
 
     def read_points(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
         """Rows ``start:stop`` of this fragment's points (into ``out`` when given)."""
-        fast = self._points_chunks
-        if fast is not None:
-            return fast.read(start, stop, out)
-        data = (np.zeros((0, self.points.shape[1]), dtype=np.float32) if stop <= start
-                else np.asarray(self.points[start:stop], dtype=np.float32))
-        if out is None:
-            return data
-        out[...] = data
-        return out
+        return self._points_chunks.read(start, stop, out)
 
     def gather(self, local: np.ndarray, names: Sequence[str], point_features: tuple[str, ...]) -> Clouds:
         """Clouds at sorted local indices; reads each run of needed point chunks once."""
@@ -114,7 +116,7 @@ class _Fragment:
         counts = stops - starts
         offsets = np.zeros(len(local) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        rows = self.points.chunks[0] if self.info.num_points else 1
+        rows = self.rows
         needed = np.zeros(max(1, -(-self.info.num_points // rows)) + 1, dtype=np.int64)
         nz = counts > 0
         np.add.at(needed, starts[nz] // rows, 1)
@@ -132,6 +134,65 @@ class _Fragment:
         return Clouds(points, offsets, {n: self.field(n)[local] for n in names}, point_features)
 
 
+class _FragmentV1(_Fragment):
+    """A format 1 fragment: one unsharded group, read through zarr or :class:`ChunkFile`."""
+
+    def __init__(self, root: Path, meta: StoreMeta, info: FragmentInfo):
+        self.root, self.info = root, info
+        self.path = fragment_dir(root, "", info.id)
+        self.where = f"{root}: fragment {info.id}"
+        self.fields = {}
+
+    def _open(self, name: str):
+        import zarr
+
+        try:
+            return zarr.open_array(str(self.path), path=name, mode="r")
+        except Exception as err:  # zarr raises several kinds for a missing or broken node
+            raise StoreFormatError(f"{self.root}: fragment {self.info.id} is missing or damaged ({name}: {err})") from err
+
+    @cached_property
+    def points(self):
+        return self._open("points")
+
+    @property
+    def rows(self) -> int:
+        return self.points.chunks[0] if self.info.num_points else 1
+
+    @cached_property
+    def offsets(self) -> np.ndarray:
+        return np.asarray(self._open("offsets")[:], dtype=np.int64)
+
+    def field(self, name: str) -> np.ndarray:
+        if name not in self.fields:
+            self.fields[name] = np.asarray(self._open(f"cloud/{name}")[:])
+        return self.fields[name]
+
+    @cached_property
+    def _points_chunks(self) -> ChunkFile | None:
+        return open_chunks(self.path / "points")
+
+    def read_points(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        fast = self._points_chunks
+        if fast is not None:
+            return fast.read(start, stop, out)
+        data = (np.zeros((0, self.points.shape[1]), dtype=np.float32) if stop <= start
+                else np.asarray(self.points[start:stop], dtype=np.float32))
+        if out is None:
+            return data
+        out[...] = data
+        return out
+
+
+class _Part:
+    """The fragments one index manifest lists, with their global cloud and point starts."""
+
+    def __init__(self, infos: Sequence[FragmentInfo], cloud_base: int, point_base: int):
+        self.infos = tuple(infos)
+        self.starts = cloud_base + np.concatenate([[0], np.cumsum([f.num_clouds for f in infos])]).astype(np.int64)
+        self.point_starts = point_base + np.concatenate([[0], np.cumsum([f.num_points for f in infos])]).astype(np.int64)
+
+
 class Store:
     """A point-cloud store opened for reading. Create with :func:`open_store`.
 
@@ -140,16 +201,87 @@ class Store:
     indices; :meth:`split` the clouds of a named split.
     """
 
-    def __init__(self, path: Path, meta: StoreMeta):
+    def __init__(self, path: Path, meta: StoreMeta, *, fragments: Sequence[FragmentInfo] | None = None):
         self.path = path
         self.meta = meta
-        self._fragments = [_Fragment(path, f) for f in meta.fragments]
-        counts = np.array([f.num_clouds for f in meta.fragments], dtype=np.int64)
-        self._starts = np.concatenate([[0], np.cumsum(counts)])
+        self._v1 = meta.version == 1
+        if fragments is not None:  # listed in full already: one in-memory part
+            self._parts: dict[int, _Part] = {0: _Part(fragments, 0, 0)}
+            sizes = [(len(fragments), sum(f.num_clouds for f in fragments), sum(f.num_points for f in fragments))]
+            self._index = None
+        else:
+            self._parts = {}
+            self._index = meta.manifests.index
+            sizes = [(p.fragments, p.clouds, p.points) for p in self._index]
+        sizes = np.array(sizes or [(0, 0, 0)], dtype=np.int64).reshape(-1, 3)
+        self._part_frags, self._part_clouds, self._part_points = (
+            np.concatenate([[0], np.cumsum(sizes[:, j])]).astype(np.int64) for j in range(3))
+        if self._part_clouds[-1] != meta.num_clouds or self._part_points[-1] != meta.num_points:
+            raise StoreFormatError(f"{path}: the manifests list {self._part_clouds[-1]} clouds and {self._part_points[-1]} "
+                                   f"points, the root metadata {meta.num_clouds} and {meta.num_points}")
+        self._cache: OrderedDict[int, _Fragment] = OrderedDict()
 
     def __repr__(self) -> str:
         return (f"<Store {str(self.path)!r} kind={self.kind} clouds={self.num_clouds} points={self.num_points} "
                 f"features={list(self.point_features)}>")
+
+    # -- fragments, loaded on demand -----------------------------------------------------------------
+    def _part(self, p: int) -> _Part:
+        part = self._parts.get(p)
+        if part is None:
+            infos = read_index_part(self.path, self.meta.generation, self._index[p])
+            part = self._parts[p] = _Part(infos, int(self._part_clouds[p]), int(self._part_points[p]))
+        return part
+
+    @property
+    def num_fragments(self) -> int:
+        return int(self._part_frags[-1])
+
+    def _info(self, k: int) -> FragmentInfo:
+        p = int(np.searchsorted(self._part_frags, k, side="right") - 1)
+        return self._part(p).infos[k - int(self._part_frags[p])]
+
+    def _fragment(self, k: int) -> _Fragment:
+        frag = self._cache.get(k)
+        if frag is None:
+            frag = (_FragmentV1 if self._v1 else _Fragment)(self.path, self.meta, self._info(k))
+            self._cache[k] = frag
+            if len(self._cache) > _CACHED_FRAGMENTS:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(k)
+        return frag
+
+    def _locate(self, idx: np.ndarray, bounds: str) -> tuple[np.ndarray, np.ndarray]:
+        """Fragment (global number) and local position of sorted global cloud (or point) indices."""
+        part_bounds = self._part_clouds if bounds == "clouds" else self._part_points
+        p_of = np.searchsorted(part_bounds, idx, side="right") - 1
+        frag, local = np.empty_like(idx), np.empty_like(idx)
+        for p in np.unique(p_of):
+            sel = p_of == p
+            part = self._part(int(p))
+            starts = part.starts if bounds == "clouds" else part.point_starts
+            j = np.searchsorted(starts, idx[sel], side="right") - 1
+            frag[sel], local[sel] = j + self._part_frags[p], idx[sel] - starts[j]
+        return frag, local
+
+    def _all_parts(self) -> list[_Part]:
+        return [self._part(p) for p in range(len(self._part_frags) - 1)]
+
+    @cached_property
+    def fragments(self) -> tuple[FragmentInfo, ...]:
+        """Every committed fragment (reads every index manifest)."""
+        return tuple(f for part in self._all_parts() for f in part.infos)
+
+    def _point_base(self, k: int) -> int:
+        """First global point row of fragment ``k``."""
+        p = int(np.searchsorted(self._part_frags, k, side="right") - 1)
+        return int(self._part(p).point_starts[k - int(self._part_frags[p])])
+
+    @cached_property
+    def _starts(self) -> np.ndarray:
+        """First global cloud of each fragment, then ``num_clouds``: ``[num_fragments + 1]``."""
+        return np.concatenate([[0], np.cumsum([f.num_clouds for f in self.fragments])]).astype(np.int64)
 
     # -- description -----------------------------------------------------------------------------
     kind = property(lambda self: self.meta.kind)
@@ -158,7 +290,6 @@ class Store:
     num_points = property(lambda self: self.meta.num_points)
     point_features = property(lambda self: self.meta.point_feature_names)
     cloud_features = property(lambda self: self.meta.cloud_feature_names)
-    fragments = property(lambda self: self.meta.fragments)
 
     @property
     def stats(self) -> dict[str, FeatureStats]:
@@ -176,7 +307,8 @@ class Store:
         """Global offsets ``[num_clouds + 1]`` into the concatenation of all fragments' points."""
         out = np.zeros(self.num_clouds + 1, dtype=np.int64)
         base = 0
-        for frag, lo in zip(self._fragments, self._starts[:-1]):
+        for k, lo in enumerate(self._starts[:-1]):
+            frag = self._fragment(k)
             n = frag.info.num_clouds
             out[lo + 1 : lo + n + 1] = frag.offsets[1:] + base
             base += frag.info.num_points
@@ -190,9 +322,9 @@ class Store:
     def field(self, name: str) -> np.ndarray:
         """One cloud field over the whole store, ``[num_clouds]``."""
         self._check_fields([name])
-        if not self._fragments:
+        if not self.num_fragments:
             return np.zeros(0)
-        return np.concatenate([f.field(name) for f in self._fragments])
+        return np.concatenate([self._fragment(k).field(name) for k in range(self.num_fragments)])
 
     # -- reading ---------------------------------------------------------------------------------
     def _check_fields(self, names: Sequence[str]) -> None:
@@ -212,12 +344,12 @@ class Store:
         ascending = idx.size < 2 or bool((idx[1:] >= idx[:-1]).all())
         order = None if ascending else np.argsort(idx, kind="stable")
         sorted_idx = idx if ascending else idx[order]
-        frag_of = np.searchsorted(self._starts, sorted_idx, side="right") - 1
+        frag_of, local = self._locate(sorted_idx, "clouds")
         parts = []
         for k in np.unique(frag_of):
-            sel = sorted_idx[frag_of == k] - self._starts[k]
+            sel = local[frag_of == k]
             uniq, inverse = np.unique(sel, return_inverse=True)
-            part = self._fragments[k].gather(uniq, names, self.point_features)
+            part = self._fragment(int(k)).gather(uniq, names, self.point_features)
             parts.append(part.take(inverse) if len(uniq) != len(sel) else part)
         if not parts:
             return Clouds(np.zeros((0, len(self.point_features)), np.float32), np.zeros(1, np.int64),
@@ -253,10 +385,11 @@ class Store:
         cloud, which may run into the next chunk), so reading them is one contiguous read.
         """
         parts = []
-        for frag, lo in zip(self._fragments, self._starts[:-1]):
+        for k, lo in enumerate(self._starts[:-1]):
+            frag = self._fragment(k)
             if frag.info.num_clouds == 0:
                 continue
-            rows = frag.points.chunks[0] if frag.info.num_points else 1
+            rows = frag.rows
             chunk = frag.offsets[:-1] // rows
             first = np.concatenate([[0], np.flatnonzero(np.diff(chunk)) + 1])
             parts.append(first + lo)
@@ -265,7 +398,7 @@ class Store:
     @cached_property
     def point_starts(self) -> np.ndarray:
         """First global point row of each fragment, then ``num_points``: ``[num_fragments + 1]``."""
-        return np.concatenate([[0], np.cumsum([f.info.num_points for f in self._fragments])]).astype(np.int64)
+        return np.concatenate([[0], np.cumsum([f.num_points for f in self.fragments])]).astype(np.int64)
 
     def map_points(self) -> tuple[np.ndarray, np.ndarray, MappedRows] | None:
         """Every point, served by the page cache without decoding, for stores of raw chunks.
@@ -278,13 +411,13 @@ class Store:
         Raises:
             StoreFormatError: a chunk file of the wrong size.
         """
-        arrays = [f._points_chunks for f in self._fragments]
+        arrays = [self._fragment(k)._points_chunks for k in range(self.num_fragments)]
         if not arrays or any(a is None for a in arrays):
             return None
         mapped = map_rows(arrays)
         if mapped is None:
             return None
-        per_fragment = [f.info.num_clouds for f in self._fragments]
+        per_fragment = [f.num_clouds for f in self.fragments]
         shift = mapped.first - self.point_starts[:-1]
         first_row = self.offsets[:-1] + np.repeat(shift, per_fragment)
         return mapped.rows, first_row, mapped
@@ -302,19 +435,23 @@ class Store:
             out = np.empty((n, width), dtype=np.float32)
         elif out.shape != (n, width) or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be C-contiguous float32 {(n, width)}, got {out.dtype} {out.shape}")
-        bases = self.point_starts
-        for k in range(np.searchsorted(bases, start, side="right") - 1, len(self._fragments)):
-            lo, hi = int(bases[k]), int(bases[k + 1])
-            if lo >= stop:
-                break
-            a, b = max(start, lo), min(stop, hi)
-            if b > a:
-                self._fragments[k].read_points(a - lo, b - lo, out[a - start : b - start])
+        if n == 0:
+            return out
+        first, _ = self._locate(np.array([start], dtype=np.int64), "points")
+        k, row = int(first[0]), start
+        while row < stop:
+            frag = self._fragment(k)
+            lo = row - self._point_base(k)
+            b = min(stop, row + frag.info.num_points - lo)
+            if b > row:
+                frag.read_points(lo, lo + b - row, out[row - start : b - start])
+            row, k = b, k + 1
         return out
 
     def iter_fragments(self) -> Iterator[Clouds]:
         """Every committed fragment as :class:`Clouds`, in order."""
-        for frag in self._fragments:
+        for k in range(self.num_fragments):
+            frag = self._fragment(k)
             yield frag.gather(np.arange(frag.info.num_clouds), self.cloud_features, self.point_features)
 
     # -- splits ------------------------------------------------------------------------------------
@@ -382,7 +519,7 @@ class Store:
             "splits": {"seed": m.splits.seed, "method": m.splits.method,
                        **{n: {"fraction": f, "count": sizes[n]} for n, f in m.splits.fractions}},
             "stats": {k: v.to_dict() for k, v in m.stats.items()},
-            "num_fragments": len(m.fragments),
+            "num_fragments": m.num_fragments,
             "provenance": m.provenance.to_dict(),
             "attrs": m.attrs,
         }
@@ -395,14 +532,15 @@ class Store:
             One line per problem found; empty when the store is intact.
         """
         problems = []
-        for frag in self._fragments:
+        for k in range(self.num_fragments):
+            info = self._info(k)  # a damaged manifest raises: nothing after it can be checked
             try:
-                clouds = frag.gather(np.arange(frag.info.num_clouds), self.cloud_features, self.point_features)
-            except Exception as err:  # damaged chunks surface as codec or zarr errors
-                problems.append(f"fragment {frag.info.id}: unreadable ({str(err).splitlines()[0]})")
+                clouds = self._fragment(k).gather(np.arange(info.num_clouds), self.cloud_features, self.point_features)
+            except Exception as err:  # damaged chunks surface as StoreFormatError, codec or zarr errors
+                problems.append(f"fragment {info.id}: unreadable ({str(err).splitlines()[0]})")
                 continue
-            if len(clouds) != frag.info.num_clouds or clouds.num_points != frag.info.num_points:
-                problems.append(f"fragment {frag.info.id}: counts differ from the metadata")
-            elif content_checksum(clouds) != frag.info.checksum:
-                problems.append(f"fragment {frag.info.id}: checksum mismatch")
+            if len(clouds) != info.num_clouds or clouds.num_points != info.num_points:
+                problems.append(f"fragment {info.id}: counts differ from the metadata")
+            elif content_checksum(clouds) != info.checksum:
+                problems.append(f"fragment {info.id}: checksum mismatch")
         return problems

@@ -1,89 +1,51 @@
-"""Writing a store: fragments (one per ingest partition) and the atomic commit of the root metadata.
+"""Writing a store (format 2): fragments on the workers, manifests and the root on the client.
 
-Protocol (see README.md beside this file):
+Protocol (README.md beside this file has the whole of it):
 
-1. :func:`prepare_store` creates the store directory with its root metadata at status
-   ``incomplete`` (or finds an interrupted build of the same inputs and resumes it, after removing
-   the fragments it never committed).
-2. Workers call :func:`write_fragment`: a complete Zarr group is written under a temporary name
-   and renamed into ``fragments/<id>``. No two fragments share a chunk, so workers never collide.
-3. The client, the root metadata's only writer, calls :meth:`StoreBuilder.commit` for each
-   finished fragment: ``zarr.json`` is rewritten to a temporary file and renamed over the old one.
-   Readers see a fragment only once it is listed there.
-4. :meth:`StoreBuilder.finish` merges the per-fragment statistics in fragment order and marks the
-   store ``complete``. When an existing complete store is being replaced, the new one was built in
-   a hidden sibling directory and only now takes its place, so a failed ingest never destroys it.
+1. :func:`prepare_store` takes the store's lock and creates the store (atomically, through a
+   hidden sibling), or resumes an interrupted build of the same inputs, or starts a replacement
+   build in a new generation beside a complete store, which stays readable meanwhile.
+2. Workers call a :class:`FragmentWriter` (picklable): a fragment group is written under a
+   temporary name and renamed into ``fragments/<generation>/d<fan>/<id>``.
+3. The client calls :meth:`StoreBuilder.commit` for each batch of finished fragments: one log
+   manifest, then one rewrite of the small root. The cost is the batch's, not the store's.
+4. :meth:`StoreBuilder.finish` merges the statistics (in fragment order), writes the index
+   manifests and marks the store complete in one atomic root rewrite, which is also the switch
+   from an old generation to the new one; then it removes the old generation and the logs.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
+import sys
+import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from .._io import remove_tree, write_json_atomic
 from ..clouds import Clouds
 from ..errors import StoreExistsError, StoreFormatError
-from .format import FragmentInfo, Moments, StoreMeta
+from .format import ChunkSpec, Feature, FragmentInfo, Manifests, Moments, StoreMeta, fragment_id
+from .lock import LOCK_NAME, StoreLock
+from .metadata import Root, fragment_dir, group_document, log_path, read_logs, read_root, write_index, write_log, write_root
+from .shards import write_array
 
 __all__ = [
     "ChunkSpec",
     "JET_CHUNKS",
-    "content_checksum",
     "fragment_id",
-    "write_fragment",
-    "write_root_metadata",
-    "read_root_metadata",
+    "content_checksum",
+    "FragmentWriter",
     "StoreBuilder",
     "prepare_store",
     "write_store",
 ]
-
-ROOT_KEY = "pcdata"
-
-
-CODECS = ("lz4", "zstd", "lz4hc", "blosclz", "zlib", "none")  # Blosc compressors, or raw chunks
-
-
-@dataclass(frozen=True)
-class ChunkSpec:
-    """Chunking and compression of fragment arrays.
-
-    Attributes:
-        points_rows: points per chunk (a chunk holds all features of those points).
-        clouds: clouds per chunk of ``offsets`` and the cloud fields.
-        cname, clevel, shuffle: the Blosc codec. lz4 with byte shuffle: measured on Pythia jets
-            lz4 writes 5x and reads 2x faster than zstd-3; byte shuffle then decodes 1.6-1.8x
-            faster than bit shuffle (5.7 against 3.1 GB/s on jets, 4.6 against 2.8 on showers)
-            for a store 7 % larger on jets and the same on showers (float mantissas hardly
-            compress; integer-valued calorimeter cells compress very well). Loaders decode every
-            epoch, so decoding speed wins. ``cname="none"`` stores raw chunks: decoding is then a
-            read from the page cache, for stores whose data hardly compress.
-    """
-
-    points_rows: int = 65536
-    clouds: int = 65536
-    cname: str = "lz4"
-    clevel: int = 5
-    shuffle: str = "shuffle"
-
-    def __post_init__(self) -> None:
-        if self.points_rows < 1 or self.clouds < 1:
-            raise ValueError("chunk sizes must be >= 1")
-        if self.cname not in CODECS:
-            raise ValueError(f"compression {self.cname!r} is not one of {', '.join(CODECS)}")
-        if self.shuffle not in ("noshuffle", "shuffle", "bitshuffle"):
-            raise ValueError(f"shuffle {self.shuffle!r} is not one of noshuffle, shuffle, bitshuffle")
-        if not 0 <= self.clevel <= 9:
-            raise ValueError(f"compression level must be 0-9, got {self.clevel}")
-
 
 # Jets' float features hardly compress (lz4: 0.93 of raw on Pythia top jets) while raw chunks are
 # mapped from the page cache by the loader, at the speed of an in-memory tensor (compressed: decoded
@@ -91,13 +53,8 @@ class ChunkSpec:
 JET_CHUNKS = ChunkSpec(cname="none")
 
 
-def fragment_id(index: int) -> str:
-    """Group name of fragment ``index``: fixed width so names sort in partition order."""
-    return f"f{index:06d}"
-
-
 def content_checksum(clouds: Clouds) -> str:
-    """sha256 of a fragment's decoded content (independent of chunking and compression)."""
+    """sha256 of a fragment's decoded content (independent of chunking, compression and format)."""
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(clouds.points, dtype="<f4").tobytes())
     h.update(np.ascontiguousarray(clouds.offsets, dtype="<i8").tobytes())
@@ -115,239 +72,393 @@ def fragment_moments(clouds: Clouds, point_features: tuple[str, ...]) -> dict[st
     return out
 
 
-def _write_group(path: Path, clouds: Clouds, chunks: ChunkSpec) -> None:
-    import zarr
-    from zarr.codecs import BloscCodec
-
-    compressors = (None if chunks.cname == "none"
-                   else BloscCodec(cname=chunks.cname, clevel=chunks.clevel, shuffle=chunks.shuffle))
-    group = zarr.open_group(str(path), mode="w")
-    n_points, n_features = clouds.points.shape
-    points = group.create_array(
-        "points", shape=(n_points, n_features), dtype="float32",
-        chunks=(max(1, min(chunks.points_rows, n_points)), max(1, n_features)), compressors=compressors,
-    )
-    if n_points:
-        points[:] = np.ascontiguousarray(clouds.points, dtype=np.float32)
-    offsets = group.create_array(
-        "offsets", shape=(len(clouds.offsets),), dtype="int64",
-        chunks=(min(chunks.clouds, len(clouds.offsets)),), compressors=compressors,
-    )
-    offsets[:] = clouds.offsets
-    cloud = group.create_group("cloud")
-    for name, values in clouds.fields.items():
-        arr = cloud.create_array(name, shape=(len(values),), dtype=values.dtype,
-                                 chunks=(max(1, min(chunks.clouds, len(values))),), compressors=compressors)
-        if len(values):
-            arr[:] = values
+def _ensure_group(path: Path) -> None:
+    """A group directory with its ``zarr.json`` (several workers may race here: both write the same)."""
+    if not (path / "zarr.json").exists():
+        path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path / "zarr.json", group_document())
 
 
-def write_fragment(
-    store_path: str | os.PathLike,
-    fragment: str,
-    clouds: Clouds,
-    *,
-    chunks: ChunkSpec = ChunkSpec(),
-    source: dict[str, Any] | None = None,
-) -> FragmentInfo:
-    """Write one complete fragment group and return what the root metadata must list.
-
-    The group is written under a temporary name and renamed into place, so ``fragments/<id>``
-    is always complete. If it already exists, an earlier attempt of this same task (Dask may
-    run a task twice when a worker dies) finished it first; the content is deterministic, so that
-    copy is kept.
-    """
-    if clouds.points.dtype != np.float32:
-        clouds = Clouds(clouds.points.astype(np.float32), clouds.offsets, clouds.fields, clouds.point_features)
-    parent = Path(store_path) / "fragments"
-    final = parent / fragment
-    tmp = parent / f".{fragment}.tmp-{uuid.uuid4().hex[:12]}"
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        _write_group(tmp, clouds, chunks)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class FragmentWriter:
+    """Writes fragments of one build (picklable: what a Dask task carries to a worker)."""
+
+    store: str
+    generation: str
+    layout: ChunkSpec
+    point_features: tuple[Feature, ...]
+    cloud_features: tuple[Feature, ...]
+
+    def _write_group(self, path: Path, fid: str, clouds: Clouds) -> None:
+        spec = self.layout
+        path.mkdir()
+        write_json_atomic(path / "zarr.json", group_document(
+            {"pcdata": {"fragment": fid, "num_clouds": len(clouds), "num_points": clouds.num_points}}))
+        feats = self.point_features
+        write_array(path / "points", clouds.points, spec.points_rows, spec, ("point", "feature"),
+                    {"feature_names": [f.name for f in feats], "units": [f.unit for f in feats],
+                     "descriptions": [f.description for f in feats]})
+        write_array(path / "offsets", clouds.offsets, spec.clouds, spec, ("cloud_edge",),
+                    {"description": "points of cloud i are rows offsets[i]:offsets[i+1] of points"})
+        (path / "cloud").mkdir()
+        write_json_atomic(path / "cloud" / "zarr.json", group_document())
+        for f in self.cloud_features:
+            values = clouds.fields[f.name]
+            name = f.name
+            write_array(path / "cloud" / name, values, spec.clouds, spec, ("cloud",),
+                        {"units": f.unit, "description": f.description})
+
+    def write(self, fragment: str, clouds: Clouds, *, source: dict[str, Any] | None = None) -> FragmentInfo:
+        """Write one complete fragment and return what the manifests must list.
+
+        The group is written under a temporary name and renamed into place, so the fragment's
+        directory is always complete. If it already exists, an earlier attempt of this same task
+        (Dask may run a task twice when a worker dies) finished it first; the content is
+        deterministic, so that copy is kept.
+        """
+        names = tuple(f.name for f in self.point_features)
+        if clouds.point_features != names:
+            raise ValueError(f"fragment {fragment}: point features {clouds.point_features}, the store has {names}")
+        declared = {f.name: np.dtype(f.dtype) for f in self.cloud_features}
+        if set(clouds.fields) != set(declared):
+            raise ValueError(f"fragment {fragment}: cloud fields {list(clouds.fields)}, the store has {list(declared)}")
+        for name, values in clouds.fields.items():
+            # Readers decode each field with the dtype the metadata declares: it must be the truth.
+            if values.dtype != declared[name]:
+                raise ValueError(f"fragment {fragment}: cloud field {name!r} is {values.dtype}, the store declares {declared[name]}")
+        if clouds.points.dtype != np.float32:
+            clouds = Clouds(clouds.points.astype(np.float32), clouds.offsets, clouds.fields, clouds.point_features)
+        final = fragment_dir(self.store, self.generation, fragment)
+        _ensure_group(final.parent)
+        tmp = final.parent / f".{fragment}.tmp-{uuid.uuid4().hex[:12]}"
         try:
-            os.rename(tmp, final)
-        except OSError as err:
-            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not final.is_dir():
-                raise
+            self._write_group(tmp, fragment, clouds)
+            try:
+                os.rename(tmp, final)
+            except OSError as err:
+                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not final.is_dir():
+                    raise
+                remove_tree(tmp)
+            _fsync_dir(final.parent)
+        except BaseException:
             remove_tree(tmp)
-    except BaseException:
-        remove_tree(tmp)
-        raise
-    return FragmentInfo(
-        id=fragment,
-        num_clouds=len(clouds),
-        num_points=clouds.num_points,
-        checksum=content_checksum(clouds),
-        source=dict(source or {}),
-        moments=fragment_moments(clouds, clouds.point_features),
-    )
+            raise
+        return FragmentInfo(
+            id=fragment,
+            num_clouds=len(clouds),
+            num_points=clouds.num_points,
+            checksum=content_checksum(clouds),
+            source=dict(source or {}),
+            moments=fragment_moments(clouds, clouds.point_features),
+        )
+
+    __call__ = write
 
 
-# -- root metadata -----------------------------------------------------------------------------------
+# -- the build ----------------------------------------------------------------------------------------
 
 
-def write_root_metadata(path: str | os.PathLike, meta: StoreMeta) -> None:
-    """Atomically replace the root ``zarr.json`` (a Zarr v3 group whose attributes hold the metadata)."""
-    doc = {"zarr_format": 3, "node_type": "group", "attributes": {ROOT_KEY: meta.to_dict()}}
-    write_json_atomic(Path(path) / "zarr.json", doc)
-
-
-def read_root_metadata(path: str | os.PathLike) -> StoreMeta | None:
-    """The metadata of the store at ``path``, or None when the directory holds no pcdata store."""
-    root = Path(path) / "zarr.json"
-    try:
-        doc = json.loads(root.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as err:
-        raise StoreFormatError(f"{path}: unreadable zarr.json ({err})") from err
-    attrs = doc.get("attributes") if isinstance(doc, dict) else None
-    if not isinstance(attrs, dict) or ROOT_KEY not in attrs:
-        return None
-    return StoreMeta.from_dict(attrs[ROOT_KEY], where=str(path))
-
-
-State = Literal["absent", "empty", "incomplete", "complete", "foreign"]
-
-
-def _probe(path: Path) -> tuple[State, StoreMeta | None]:
-    if not path.exists():
-        return "absent", None
-    if path.is_dir() and not any(path.iterdir()):
-        return "empty", None
-    if not path.is_dir():
-        return "foreign", None
-    try:
-        meta = read_root_metadata(path)
-    except StoreFormatError:
-        return "foreign", None
-    if meta is None:
-        return "foreign", None
-    return meta.status, meta
+def _new_generation() -> str:
+    return "g" + uuid.uuid4().hex[:12]
 
 
 class StoreBuilder:
-    """The single writer of a store's root metadata during an ingest.
+    """The single writer of a store's manifests and root during a build; holds the store's lock.
 
     Attributes:
-        target: where the store will be once finished.
-        path: where it is being built (``target`` itself, or a hidden sibling when replacing a
-            complete store).
-        meta: the metadata as last committed.
+        target, path: the store directory (the same: a build never moves the store).
+        meta: the build's metadata as last committed.
         resumed: True when an interrupted build was found and is being continued.
+        replacing: the root document of the complete store this build will replace, or None.
     """
 
-    def __init__(self, target: Path, path: Path, meta: StoreMeta, *, resumed: bool):
-        self.target, self.path, self.meta, self.resumed = target, path, meta, resumed
+    def __init__(self, target: Path, meta: StoreMeta, lock: StoreLock, *, resumed: bool,
+                 replacing: dict | None = None, infos: list[FragmentInfo] = ()):
+        self.target = self.path = target
+        self.meta, self.lock, self.resumed, self.replacing = meta, lock, resumed, replacing
+        self._infos: dict[str, FragmentInfo] = {}
+        names = [*meta.point_feature_names, *meta.cloud_feature_names]
+        self._merged = {name: Moments() for name in names}
+        self._waiting: dict[int, dict[str, Moments]] = {}
+        self._next = 0
+        for info in infos:
+            self._add(info)
+
+    @property
+    def generation(self) -> str:
+        return self.meta.generation
 
     @property
     def committed(self) -> set[str]:
-        return {f.id for f in self.meta.fragments}
+        return set(self._infos)
+
+    def writer(self) -> FragmentWriter:
+        """The fragment writer of this build (give it to the workers)."""
+        m = self.meta
+        return FragmentWriter(str(self.path), m.generation, m.layout, m.point_features, m.cloud_features)
+
+    def _add(self, info: FragmentInfo) -> None:
+        # Statistics are merged in fragment order as soon as a prefix is complete, so the result
+        # does not depend on scheduling and the builder keeps only the out-of-order moments.
+        if not 0 <= info.index < self.meta.expected_fragments:
+            raise StoreFormatError(f"{self.path}: fragment {info.id} is outside the planned {self.meta.expected_fragments}")
+        self._infos[info.id] = replace(info, moments={})
+        self._waiting[info.index] = info.moments
+        while self._next in self._waiting:
+            moments = self._waiting.pop(self._next)
+            for name in self._merged:
+                self._merged[name] = self._merged[name].merge(moments.get(name, Moments()))
+            self._next += 1
+
+    def _write_root(self, meta: StoreMeta) -> None:
+        if self.replacing is None:
+            write_root(self.path, meta)
+        else:
+            write_root(self.path, self.replacing, build=meta)
 
     def commit(self, *infos: FragmentInfo) -> None:
-        """List finished fragments in the root metadata (one atomic rewrite for all of them)."""
-        meta = self.meta
+        """Commit finished fragments: one log manifest, then one rewrite of the small root."""
+        new = []
         for info in infos:
-            meta = meta.with_fragment(info)
-        write_root_metadata(self.path, meta)
+            old = self._infos.get(info.id)
+            if old is not None and old.checksum != info.checksum:
+                raise StoreFormatError(f"{self.path}: fragment {info.id} committed twice with different content")
+            if old is None and info.id not in {i.id for i in new}:
+                new.append(info)
+        if not new:
+            return
+        seq = self.meta.manifests.log
+        write_log(self.path, self.generation, seq, new)
+        meta = replace(self.meta, manifests=Manifests(log=seq + 1),
+                       num_fragments=self.meta.num_fragments + len(new),
+                       num_clouds=self.meta.num_clouds + sum(i.num_clouds for i in new),
+                       num_points=self.meta.num_points + sum(i.num_points for i in new))
+        self._write_root(meta)
         self.meta = meta
+        for info in new:
+            self._add(info)
 
     def finish(self, **updates: Any) -> StoreMeta:
-        """Merge statistics (in fragment order), mark complete, and move into place if staged."""
-        if len(self.meta.fragments) != self.meta.expected_fragments:
+        """Merge statistics, write the index manifests and mark the store complete (one atomic
+        root rewrite, which also switches from a replaced store to this one); then clean up."""
+        if len(self._infos) != self.meta.expected_fragments:
             raise RuntimeError(
-                f"{self.target}: {len(self.meta.fragments)} of {self.meta.expected_fragments} fragments committed"
+                f"{self.target}: {len(self._infos)} of {self.meta.expected_fragments} fragments committed"
             )
-        names = [*self.meta.point_feature_names, *self.meta.cloud_feature_names]
-        merged = {name: Moments() for name in names}
-        for frag in self.meta.fragments:
-            for name in names:
-                merged[name] = merged[name].merge(frag.moments.get(name, Moments()))
-        meta = replace(self.meta, status="complete", stats={k: m.to_stats() for k, m in merged.items()}, **updates)
-        write_root_metadata(self.path, meta)
-        self.meta = meta
-        if self.path != self.target:
-            old = self.target.with_name(f".{self.target.name}.pcdata-old-{uuid.uuid4().hex[:8]}")
-            os.rename(self.target, old)
-            try:
-                os.rename(self.path, self.target)
-            except BaseException:
-                os.rename(old, self.target)  # the old store back in place; the new one stays staged
-                raise
-            remove_tree(old)
-            self.path = self.target
+        infos = [self._infos[k] for k in sorted(self._infos)]
+        parts = write_index(self.path, self.generation, infos)
+        meta = replace(self.meta, status="complete", manifests=Manifests(index=parts),
+                       stats={k: m.to_stats() for k, m in self._merged.items()}, **updates)
+        write_root(self.path, meta)
+        self.meta, self.replacing = meta, None
+        _drop_other_generations(self.path, {self.generation})
+        for log in (self.path / "manifests" / self.generation).glob("log-*"):
+            remove_tree(log)
+        self.close()
         return meta
 
     def abort(self) -> None:
-        """Remove everything this build wrote (used when the input turns out to be bad)."""
-        remove_tree(self.path)
+        """Remove what this build wrote (used when the input turns out to be bad): the whole store
+        when there was none before, the new generation when it was replacing one."""
+        if self.replacing is not None:
+            write_root(self.path, self.replacing)
+            _drop_other_generations(self.path, _generations_of(read_root(self.path)))
+            self.close()
+        else:
+            remove_tree(self.path)
+
+    def close(self) -> None:
+        """Give up the lock (finish and abort do; call it when a build stops any other way)."""
+        self.lock.release()
+
+    def __enter__(self) -> "StoreBuilder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def _staging_path(target: Path) -> Path:
-    return target.with_name(f".{target.name}.pcdata-staging")
+# -- preparing a build ----------------------------------------------------------------------------
 
 
-def _start(path: Path, template: StoreMeta) -> StoreBuilder:
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "fragments").mkdir(exist_ok=True)
-    write_json_atomic(path / "fragments" / "zarr.json", {"zarr_format": 3, "node_type": "group", "attributes": {}})
-    meta = replace(template, status="incomplete", fragments=())
-    write_root_metadata(path, meta)
-    return StoreBuilder(path, path, meta, resumed=False)
+def _generations_of(root: Root | None) -> set[str]:
+    """Names under ``fragments/`` (and ``manifests/``) that the root refers to."""
+    if root is None:
+        return set()
+    keep = {f.id for f in root.v1_fragments} if root.v1_fragments is not None else {root.meta.generation}
+    if root.build is not None:
+        keep.add(root.build.generation)
+    return keep
 
 
-def _resume(path: Path, meta: StoreMeta) -> StoreBuilder:
-    # Anything in fragments/ that the metadata does not list was never committed: a temporary
-    # directory of a killed worker, or a renamed fragment whose commit never happened. Redo it.
-    listed = {f.id for f in meta.fragments}
-    for child in (path / "fragments").iterdir():
-        if child.name != "zarr.json" and child.name not in listed:
+def _drop_other_generations(path: Path, keep: set[str]) -> None:
+    for sub in ("fragments", "manifests"):
+        directory = path / sub
+        if directory.is_dir():
+            for child in directory.iterdir():
+                if child.name != "zarr.json" and child.name not in keep:
+                    remove_tree(child)
+
+
+def _drop_uncommitted(path: Path, meta: StoreMeta, committed: set[str]) -> None:
+    """Remove what an interrupted build wrote but never committed: fragment directories (and
+    temporary ones of killed workers), log manifests the root does not name, temporary files."""
+    gen_dir = path / "fragments" / meta.generation
+    if gen_dir.is_dir():
+        for fan in gen_dir.iterdir():
+            if fan.is_dir():
+                for child in fan.iterdir():
+                    if child.name != "zarr.json" and child.name not in committed:
+                        remove_tree(child)
+    logs = path / "manifests" / meta.generation
+    named = {log_path(path, meta.generation, s).name for s in range(meta.manifests.log)}
+    if logs.is_dir():
+        for child in logs.iterdir():
+            if child.name not in named:
+                remove_tree(child)
+
+
+def _drop_temporaries(path: Path) -> None:
+    """Root rewrites killed before their rename (only the lock holder writes the root)."""
+    for child in path.iterdir():
+        if child.name.startswith(".zarr.json.tmp-"):
             remove_tree(child)
-    return StoreBuilder(path, path, meta, resumed=True)
 
 
-def prepare_store(target: str | os.PathLike, template: StoreMeta, *, overwrite: bool = False) -> StoreBuilder:
-    """Create a store to build, or resume the interrupted build of the same inputs.
+def _init_generation(path: Path, generation: str) -> None:
+    _ensure_group(path / "fragments")
+    (path / "fragments" / generation).mkdir(exist_ok=True)
+    write_json_atomic(path / "fragments" / generation / "zarr.json", group_document())
+    (path / "manifests" / generation).mkdir(parents=True, exist_ok=True)
+
+
+def _fresh(template: StoreMeta) -> StoreMeta:
+    return replace(template, status="incomplete", generation=_new_generation(), num_fragments=0, num_clouds=0,
+                   num_points=0, manifests=Manifests(), stats={})
+
+
+def _creating(target: Path) -> list[Path]:
+    return sorted(target.parent.glob(f".{target.name}.pcdata-new-*")) if target.parent.is_dir() else []
+
+
+def _clean_creations(target: Path) -> None:
+    """Remove hidden siblings left by creations that were killed before their rename."""
+    for tmp in _creating(target):
+        holder = StoreLock.holder(tmp)
+        stale = StoreLock._stale(holder) if holder else time.time() - tmp.stat().st_mtime > 60
+        if stale:
+            remove_tree(tmp)
+
+
+def _create(target: Path, template: StoreMeta, command: str) -> StoreBuilder | None:
+    """Create the store in a hidden sibling, locked, and rename it onto ``target``; None when
+    another process created ``target`` first."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.pcdata-new-{uuid.uuid4().hex[:12]}")
+    tmp.mkdir()
+    try:
+        lock = StoreLock.create(tmp, command)
+        meta = _fresh(template)
+        _init_generation(tmp, meta.generation)
+        write_root(tmp, meta)
+        try:
+            os.rename(tmp, target)  # onto nothing or an empty directory: atomic
+        except OSError as err:
+            if err.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                remove_tree(tmp)
+                return None
+            raise
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    return StoreBuilder(target, meta, StoreLock(target / LOCK_NAME, lock.token), resumed=False)
+
+
+def prepare_store(target: str | os.PathLike, template: StoreMeta, *, overwrite: bool = False,
+                  command: str | None = None) -> StoreBuilder:
+    """Take the store's lock and create it, resume the interrupted build of the same inputs, or
+    start a replacement build.
 
     Args:
         target: the store path.
-        template: metadata of the store to build (status and fragments are ignored); its
-            ``fingerprint`` identifies the inputs and options, so a re-run of the same command
-            resumes and a different command does not silently mix with an old build.
-        overwrite: replace an existing store. A complete store is replaced only when the new
-            one is finished; until then it stays readable.
+        template: metadata of the store to build (status, generation, counts and manifests are
+            ignored); ``layout`` is how fragments will be chunked; ``fingerprint`` identifies
+            the inputs and options, so a re-run of the same command resumes and a different one
+            does not silently mix with an old build.
+        overwrite: replace an existing store. A complete store stays readable, unchanged, until
+            the new one is finished; one atomic root rewrite then switches to it.
+        command: recorded in the lock file, to name the holder to a second writer.
 
     Raises:
         StoreExistsError: the path holds a complete store (without ``overwrite``), an interrupted
             build of other inputs (without ``overwrite``), or something that is not a store.
+        StoreLockedError: another live process is writing the store.
     """
     target = Path(target)
-    state, meta = _probe(target)
-    if state == "foreign":
+    command = command if command is not None else " ".join(sys.argv)
+    _clean_creations(target)
+    for _ in range(3):
+        if not target.exists() or (target.is_dir() and not any(target.iterdir())):
+            builder = _create(target, template, command)
+            if builder is not None:
+                return builder
+            continue
+        break
+    if not target.is_dir() or read_root(target) is None:
         raise StoreExistsError(f"{target}: exists and is not a pcdata store; refusing to write there")
-    if state in ("absent", "empty"):
-        return _start(target, template)
-    if state == "incomplete":
-        if meta.fingerprint == template.fingerprint:
-            return _resume(target, meta)
+    lock = StoreLock.create(target, command)
+    try:
+        return _prepare_locked(target, template, overwrite, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _prepare_locked(target: Path, template: StoreMeta, overwrite: bool, lock: StoreLock) -> StoreBuilder:
+    _drop_temporaries(target)
+    root = read_root(target)  # again: it may have changed before the lock was ours
+    if root is None:
+        raise StoreExistsError(f"{target}: exists and is not a pcdata store; refusing to write there")
+    meta, v1 = root.meta, root.v1_fragments is not None
+    if meta.status == "incomplete":
+        if not v1 and meta.fingerprint == template.fingerprint:
+            return _resume(target, meta, lock, replacing=None)
         if not overwrite:
-            raise StoreExistsError(
-                f"{target}: holds an interrupted ingest of other inputs or options; remove it or pass --overwrite"
-            )
-        remove_tree(target)
-        return _start(target, template)
-    # A complete store: build beside it and swap at the end.
+            what = "an interrupted ingest written by an older pcdata (format 1)" if v1 else \
+                "an interrupted ingest of other inputs or options"
+            raise StoreExistsError(f"{target}: holds {what}; remove it or pass --overwrite")
+        fresh = _fresh(template)
+        _init_generation(target, fresh.generation)
+        write_root(target, fresh)
+        _drop_other_generations(target, {fresh.generation})
+        return StoreBuilder(target, fresh, lock, resumed=False)
     if not overwrite:
         raise StoreExistsError(f"{target}: a store already exists; pass --overwrite to replace it")
-    staging = _staging_path(target)
-    s_state, s_meta = _probe(staging)
-    if s_state == "incomplete" and s_meta.fingerprint == template.fingerprint:
-        builder = _resume(staging, s_meta)
-    else:
-        remove_tree(staging)
-        builder = _start(staging, template)
-    builder.target = target
-    return builder
+    if root.build is not None and root.build.fingerprint == template.fingerprint:
+        return _resume(target, root.build, lock, replacing=root.raw)
+    build = _fresh(template)
+    _init_generation(target, build.generation)
+    write_root(target, root.raw, build=build)
+    _drop_other_generations(target, _generations_of(read_root(target)))
+    return StoreBuilder(target, build, lock, resumed=False, replacing=root.raw)
+
+
+def _resume(target: Path, meta: StoreMeta, lock: StoreLock, *, replacing: dict | None) -> StoreBuilder:
+    infos = read_logs(target, meta)
+    keep = {meta.generation}
+    if replacing is not None:
+        keep |= _generations_of(read_root(target))
+    _drop_other_generations(target, keep)
+    _drop_uncommitted(target, meta, {i.id for i in infos})
+    return StoreBuilder(target, meta, lock, resumed=True, replacing=replacing, infos=infos)
 
 
 def write_store(
@@ -356,25 +467,29 @@ def write_store(
     template: StoreMeta,
     *,
     clouds_per_fragment: int = 100_000,
-    chunks: ChunkSpec = ChunkSpec(),
+    chunks: ChunkSpec | None = None,
     overwrite: bool = False,
 ) -> StoreMeta:
     """Write in-memory clouds as a complete store in this process (no Dask).
 
     For generated samples and small data; ingests of files go through :mod:`pcdata.ingest`.
+    ``chunks`` overrides the template's layout.
     """
     n_fragments = max(1, -(-len(clouds) // clouds_per_fragment))
-    builder = prepare_store(path, replace(template, expected_fragments=n_fragments), overwrite=overwrite)
+    template = replace(template, expected_fragments=n_fragments, layout=chunks or template.layout)
+    builder = prepare_store(path, template, overwrite=overwrite)
     try:
+        writer = builder.writer()
         for i in range(n_fragments):
             fid = fragment_id(i)
             if fid in builder.committed:
                 continue
             lo, hi = i * clouds_per_fragment, min(len(clouds), (i + 1) * clouds_per_fragment)
-            builder.commit(write_fragment(builder.path, fid, clouds.slice(lo, hi), chunks=chunks,
-                                          source={"start": lo, "stop": hi}))
+            builder.commit(writer.write(fid, clouds.slice(lo, hi), source={"start": lo, "stop": hi}))
         return builder.finish()
     except BaseException:
         if not builder.resumed:
             builder.abort()
         raise
+    finally:
+        builder.close()

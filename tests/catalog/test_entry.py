@@ -13,12 +13,12 @@ from tests.store.conftest import template
 
 
 def _entry(**changes) -> CatalogEntry:
-    meta = template()
-    meta = meta.with_fragment(FragmentInfo("f000000", 3, 10, "sha256:" + "ab" * 32))
+    meta = replace(template(), num_fragments=1, num_clouds=3, num_points=10)
+    fragments = (FragmentInfo("f000000", 3, 10, "sha256:" + "ab" * 32),)
     prov = Provenance(sources=(SourceFile("/data/t.hdf5", 123, "cd" * 32),), command="pcdata ingest jetnet t.hdf5",
                       tool="pcdata 0.1.0", user="alice", host="node1", created="2025-01-01T00:00:00+00:00")
     meta = replace(meta, provenance=prov)
-    e = CatalogEntry.from_store("top30", 2, "/cluster/stores/t", meta, user="bob", host="node2",
+    e = CatalogEntry.from_store("top30", 2, "/cluster/stores/t", meta, fragments, user="bob", host="node2",
                                 when="2025-01-02T00:00:00+00:00")
     return replace(e, **changes) if changes else e
 

@@ -24,8 +24,10 @@ from pcdata.errors import (
     StoreNotAllowedError,
     StoreNotFoundError,
 )
-from pcdata.store import open_store, write_store
-from pcdata.store.writer import read_root_metadata, write_root_metadata
+from pcdata import open_store  # paths and catalog names
+from pcdata.store import write_store
+from pcdata.store.metadata import read_root, write_root
+from tests.store.conftest import shard
 from tests.conftest import REPO
 from tests.store.conftest import SMALL_CHUNKS, make_clouds, template
 
@@ -59,7 +61,7 @@ def test_add_records_the_store_and_versions_count_up(cat, store):
     e = cat.get("top30")
     assert e == second and e.path == str(store) and os.path.isabs(e.path)
     assert (e.kind, e.coords, e.num_clouds, e.num_points) == (meta.kind, meta.coords, meta.num_clouds, meta.num_points)
-    assert [(f.id, f.checksum) for f in e.fragments] == [(f.id, f.checksum) for f in meta.fragments]
+    assert [(f.id, f.checksum) for f in e.fragments] == [(f.id, f.checksum) for f in open_store(store).fragments]
     assert e.stats == meta.stats and e.provenance == meta.provenance
     assert e.registered_by and e.registered_host and e.registered_at.endswith("+00:00")
     assert cat.get("top30@1") == first
@@ -119,8 +121,7 @@ def test_only_complete_stores_under_allowed_roots(tmp_path, stores, store):
     (stores / "link").symlink_to(other)
     with pytest.raises(StoreNotAllowedError):
         cat.add("x", stores / "link")
-    meta = read_root_metadata(store)
-    write_root_metadata(store, replace(meta, status="incomplete"))
+    write_root(store, replace(read_root(store).meta, status="incomplete"))
     with pytest.raises(StoreIncompleteError):
         cat.add("x", store)
     assert cat.entries() == [] and not (cat.entries_dir / "x").exists()
@@ -166,26 +167,26 @@ def test_verify_finds_missing_and_changed_data(tmp_path, cat, stores):
         cat.add(name, s)
     assert cat.verify("a").ok and cat.verify("a").problems == ()
 
-    chunk = sorted(p for p in (a / "fragments" / "f000001" / "points" / "c").rglob("*") if p.is_file())[0]
+    chunk = shard(a, 1)
     chunk.unlink()
-    assert cat.verify("a").problems == ("fragment f000001: checksum mismatch (data re-read)",)
+    assert cat.verify("a").problems == (f"fragment f000000001: unreadable ({a}: fragment f000000001: missing chunk file ({chunk})) (data re-read)",)
 
-    arr = zarr.open_array(str(b / "fragments" / "f000002"), path="points", mode="r+")
+    arr = zarr.open_array(str(shard(b, 2).parent), mode="r+")
     arr[0, 0] = arr[0, 0] + 1.0
     report = cat.verify("b")
-    assert not report.ok and report.problems == ("fragment f000002: checksum mismatch (data re-read)",)
+    assert not report.ok and report.problems == ("fragment f000000002: checksum mismatch (data re-read)",)
     assert report.to_dict()["problems"] == list(report.problems)
 
     # The store re-written in place with other content: its metadata no longer matches the entry.
-    make_store(tmp_path / "tmp", seed=7)
-    meta = read_root_metadata(tmp_path / "tmp")
-    write_root_metadata(c, replace(meta, fragments=meta.fragments[:2]))
+    write_store(tmp_path / "tmp", make_clouds(200, 7), template(), clouds_per_fragment=100, chunks=SMALL_CHUNKS)
+    shutil.rmtree(c)
+    shutil.copytree(tmp_path / "tmp", c)
     problems = cat.verify("c").problems
-    assert problems[0] == "fragment f000002: in the entry, missing from the store's metadata"
-    assert problems[1].startswith("fragment f000000: metadata changed since registration")
+    assert problems[0] == "fragment f000000002: in the entry, missing from the store's metadata"
+    assert problems[1].startswith("fragment f000000000: metadata changed since registration")
 
-    shutil.rmtree(a / "fragments" / "f000002")  # a whole fragment gone
-    assert cat.verify("a").problems[1].startswith("fragment f000002: unreadable (")
+    shutil.rmtree(shard(a, 2).parents[1])  # a whole fragment gone
+    assert cat.verify("a").problems[1].startswith("fragment f000000002: unreadable (")
 
     (c / "zarr.json").unlink()
     assert cat.verify("c").problems == (f"store: {c}: not a pcdata store (no zarr.json with pcdata metadata)",)
@@ -206,6 +207,10 @@ def test_names_resolve_where_a_store_path_is_accepted(tmp_path, cat, store, monk
         open_store("top30@7")
     with pytest.raises(StoreNotFoundError, match=r"^missing/store: no such store$"):
         open_store("missing/store")  # a path, not a name: untouched
+    from pcdata.store import open_store as open_path
+
+    with pytest.raises(StoreNotFoundError, match=r"^top30@1: no such store$"):
+        open_path("top30@1")  # the store itself takes paths only: names are resolved a floor above
     (tmp_path / "top30").mkdir()  # an existing path wins over a name
     with pytest.raises(Exception, match="not a pcdata store"):
         open_store("top30")
@@ -249,3 +254,13 @@ def test_concurrent_writers_lose_nothing(tmp_path, store):
         if f.is_file():
             assert json.loads(f.read_text())["path"] == str(store)
             assert stat.S_IMODE(f.stat().st_mode) == 0o640
+
+
+def test_the_store_does_not_import_the_catalog():
+    import ast
+
+    for module in (REPO / "pcdata" / "store").glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert not any("catalog" in n for n in names), f"{module.name} imports {names}"

@@ -10,6 +10,7 @@ import pytest
 from pcdata.catalog import init_catalog, open_catalog
 from tests.catalog.test_shared import make_store
 from tests.conftest import run_cli
+from tests.store.conftest import shard
 
 
 @pytest.fixture(autouse=True)
@@ -131,18 +132,19 @@ def test_verify_exits_2_naming_what_differs(tmp_path):
     open_catalog(cat).add("b", b)
     assert _cat("verify", "a", "--catalog", str(cat)).stdout.strip() == "ok a@1: 3 fragments match the entry and the data"
 
-    chunk = sorted(p for p in (a / "fragments" / "f000000" / "points" / "c").rglob("*") if p.is_file())[-1]
+    chunk = shard(a, 0)
     chunk.unlink()
     proc = _cat("verify", "a", "--catalog", str(cat), check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"error: a@1 ({a}) differs from its entry: fragment f000000: checksum mismatch (data re-read)"
+    assert proc.stderr.strip() == (f"error: a@1 ({a}) differs from its entry: fragment f000000000: unreadable "
+                                   f"({a}: fragment f000000000: missing chunk file ({chunk})) (data re-read)")
 
-    arr = zarr.open_array(str(b / "fragments" / "f000001"), path="cloud/pt", mode="r+")
+    arr = zarr.open_array(str(shard(b, 1, "cloud/pt").parent), mode="r+")
     arr[3] = 42.0
     proc = _cat("verify", "b@1", "--catalog", str(cat), "--json", check=False)
     assert proc.returncode == 2
     report = json.loads(proc.stdout)
-    assert report["ok"] is False and report["problems"] == ["fragment f000001: checksum mismatch (data re-read)"]
+    assert report["ok"] is False and report["problems"] == ["fragment f000000001: checksum mismatch (data re-read)"]
 
 
 @pytest.mark.distributed

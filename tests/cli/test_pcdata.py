@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.helpers import synthetic_jetnet_arrays
+from tests.store.conftest import fragment_dirs, shard, shard_entries
 
 pytestmark = pytest.mark.distributed
 
@@ -23,7 +24,7 @@ def test_ingest_inspect_export_round_trip(tmp_path, jetnet_files, scheduler):
     for key in ("format", "version", "kind", "coords", "num_clouds", "num_points", "point_features",
                 "cloud_features", "splits", "stats"):
         assert key in info
-    assert (info["format"], info["version"], info["kind"], info["num_clouds"]) == ("pcdata.pointcloud", 1, "jets", 4000)
+    assert (info["format"], info["version"], info["kind"], info["num_clouds"]) == ("pcdata.pointcloud", 2, "jets", 4000)
     assert [f["name"] for f in info["point_features"]] == ["etarel", "phirel", "ptrel"]
     assert info["splits"]["train"]["count"] + info["splits"]["val"]["count"] + info["splits"]["test"]["count"] == 4000
     human = run_cli("pcdata", "inspect", str(out), check=True).stdout
@@ -109,11 +110,11 @@ def test_compression_none_writes_raw_chunks_with_the_same_content(tmp_path, jetn
         run_cli("pcdata", "ingest", "jetnet", str(jetnet_files[0]), "--out", str(out), "--scheduler", scheduler,
                 *option, "--quiet", check=True)
         stores[compression] = out
-    fragment = sorted((stores["none"] / "fragments").iterdir())[0]
-    codecs = json.loads((fragment / "points" / "zarr.json").read_text())["codecs"]
+    fragment = fragment_dirs(stores["none"])[0]
+    codecs = json.loads((fragment / "points" / "zarr.json").read_text())["codecs"][0]["configuration"]["codecs"]
     assert [c["name"] for c in codecs] == ["bytes"]
-    raw = sum(f.stat().st_size for f in stores["none"].rglob("c/*/*"))
-    packed = sum(f.stat().st_size for f in stores["lz4"].rglob("c/*/*"))
+    raw = sum(f.stat().st_size for f in stores["none"].rglob("c.0*"))
+    packed = sum(f.stat().st_size for f in stores["lz4"].rglob("c.0*"))
     assert packed < raw
     views = [json.loads(run_cli("pcdata", "inspect", str(s), "--json", check=True).stdout) for s in stores.values()]
     assert views[0]["stats"] == views[1]["stats"] and views[0]["num_points"] == views[1]["num_points"]
@@ -128,17 +129,85 @@ def test_unknown_compression_exits_2_before_anything_is_written(tmp_path, jetnet
     assert not out.exists()
 
 
-@pytest.mark.parametrize("compression, message", [("lz4", "damaged Blosc chunk"),
-                                                  ("none", "damaged chunk (100 bytes, expected")])
+@pytest.mark.parametrize("compression, message", [("lz4", "damaged Blosc chunk 0"), ("none", None)])
 def test_a_damaged_chunk_fails_the_export_with_its_file_named(tmp_path, jetnet_files, scheduler, compression, message):
     store = tmp_path / "s"
     run_cli("pcdata", "ingest", "jetnet", str(jetnet_files[0]), "--out", str(store), "--scheduler", scheduler,
             "--compression", compression, "--quiet", check=True)
-    chunk = sorted(store.rglob("points/c/0/0"))[0]
-    chunk.write_bytes(chunk.read_bytes()[:100])  # truncated, as by a full disk or an interrupted copy
+    chunk = shard(store, 0)
+    data = chunk.read_bytes()
+    (offset, nbytes), *_ = shard_entries(chunk)
+    chunk.write_bytes(data[:offset] + b"x" * nbytes + data[offset + nbytes :])  # a chunk overwritten in place
     out = tmp_path / "x.parquet"
     r = run_cli("pcdata", "export", str(store), "--format", "parquet", "--out", str(out))
-    assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {chunk}: {message}"), r.stderr
-    assert not out.exists()
+    assert (r.returncode, len(lines)) == (2 if message else 0, 1 if message else 0), r.stderr
+    if message:  # raw bytes cannot be told from data; verify's checksums can
+        assert lines[0].startswith(f"error: {store}: fragment f000000000: {message}") and lines[0].endswith(f"({chunk})")
+    else:
+        r = run_cli("pcdata", "verify", str(store))
+        assert r.returncode == 1 and r.stderr.strip() == f"{store}: fragment f000000000: checksum mismatch"
+    for cut in (data[:100], b""):  # truncated, as by a full disk or an interrupted copy; then gone
+        chunk.write_bytes(cut)
+        out.unlink(missing_ok=True)
+        r = run_cli("pcdata", "export", str(store), "--format", "parquet", "--out", str(out))
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and not out.exists(), r.stderr
+        assert lines[0].startswith(f"error: {store}: fragment f000000000: damaged chunk file") and str(chunk) in lines[0]
+    chunk.unlink()
+    r = run_cli("pcdata", "export", str(store), "--format", "jetnet-hdf5", "--out", str(tmp_path / "x.hdf5"))
+    assert r.returncode == 2 and not (tmp_path / "x.hdf5").exists()
+    assert r.stderr.strip() == f"error: {store}: fragment f000000000: missing chunk file ({chunk})"
+
+
+def test_a_second_ingest_into_the_same_out_fails_at_once_naming_the_first(tmp_path, jetnet_files, scheduler):
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "s"
+    # The first ingest, held mid-build: the store exists and is locked by a live process.
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sys
+        from dataclasses import replace
+        from pcdata.store import prepare_store
+        from tests.store.conftest import template
+        b = prepare_store(sys.argv[1], replace(template("first"), expected_fragments=1), command="pcdata ingest first.hdf5")
+        print("locked", flush=True)
+        sys.stdin.readline()
+        b.close()
+    """), str(out)], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = sorted(str(p) for p in out.rglob("*"))
+        for extra in ([], ["--overwrite"]):
+            r = run_cli("pcdata", "ingest", "jetnet", str(jetnet_files[0]), "--out", str(out), "--scheduler", scheduler,
+                        "--quiet", *extra)
+            lines = r.stderr.strip().splitlines()
+            assert r.returncode == 2 and len(lines) == 1, r.stderr
+            assert lines[0].startswith(f"error: {out}: another ingest is writing this store (pid {holder.pid} on ")
+            assert "pcdata ingest first.hdf5" in lines[0]
+        assert sorted(str(p) for p in out.rglob("*")) == before  # nothing written by the second
+    finally:
+        holder.communicate("\n", timeout=30)
+
+
+def test_verify_and_migrate_commands(tmp_path):
+    import shutil
+
+    from pcdata import open_store
+    from tests.conftest import REPO
+
+    v1 = tmp_path / "v1"
+    shutil.copytree(REPO / "tests" / "data" / "store-v1", v1)
+    r = run_cli("pcdata", "verify", str(v1), check=True)
+    assert r.stdout.strip() == f"ok {v1}: 3 fragments, 300 clouds match their checksums"
+    r = run_cli("pcdata", "migrate", str(v1), str(tmp_path / "v2"), check=True)
+    assert r.stdout.strip() == f"wrote {tmp_path / 'v2'}: 3 fragments, 300 clouds, format 2"
+    assert open_store(tmp_path / "v2").read().equals(open_store(v1).read())
+    r = run_cli("pcdata", "migrate", str(v1), str(tmp_path / "v2"))
+    assert (r.returncode, r.stderr.strip()) == (2, f"error: {tmp_path / 'v2'}: a store already exists; pass --overwrite to replace it")
+    r = run_cli("pcdata", "verify", str(tmp_path / "nope"))
+    assert (r.returncode, r.stderr.strip()) == (2, f"error: {tmp_path / 'nope'}: no such store")

@@ -37,7 +37,8 @@ def files(tmp_path_factory):
     generate_showers(d / "gen.hdf5", geometry="ds2", num_showers=120, seed=2, progress=False)
     inc, showers = _read(d / "real.hdf5")
     clouds = voxels_to_clouds(showers, inc, "ds2")
-    write_store(d / "real.zarr", clouds, calochallenge_template("ds2", splits=SplitSpec((("train", 0.5), ("test", 0.5)))))
+    write_store(d / "real.zarr", clouds, calochallenge_template("ds2", incident_dtype=inc.dtype.name,
+                                                                splits=SplitSpec((("train", 0.5), ("test", 0.5)))))
     return d
 
 

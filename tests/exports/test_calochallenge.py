@@ -161,6 +161,14 @@ def test_the_evaluator_reads_the_export_as_it_reads_the_input(tmp_path, geometry
         np.testing.assert_array_equal(v, view.features(b)[k], err_msg=k)
 
 
+def _with_sums(clouds: Clouds) -> Clouds:
+    """The per-shower fields a shower store declares besides the incident energy."""
+    sums = np.add.reduceat(clouds.points[:, 3].astype(np.float64), clouds.offsets[:-1]) if clouds.num_points else 0
+    sums = np.where(clouds.counts > 0, sums, 0.0)
+    return Clouds(clouds.points, clouds.offsets, {**clouds.fields, "num_points": clouds.counts.astype(np.int32),
+                                                  "energy_sum": sums}, clouds.point_features)
+
+
 def test_generated_clouds_sum_hits_in_one_cell(tmp_path):
     # Cloud 0: three hits in cell (layer 3, alpha 2, r 4), given out of order, plus one other.
     # Cloud 1: no hits. Cloud 2: one hit on the last voxel.
@@ -168,9 +176,9 @@ def test_generated_clouds_sum_hits_in_one_cell(tmp_path):
         [3, 2, 4, 1.25], [0, 0, 0, 7.0], [3, 2, 4, 0.5], [3, 2, 4, 2.0],
         [44, 15, 8, 3.0],
     ], dtype=np.float32)
-    clouds = Clouds(points, np.array([0, 4, 4, 5]),
-                    {"incident_energy": np.array([1000.0, 2000.0, 4000.0], np.float32)},
-                    ("layer", "alpha_bin", "r_bin", "energy"))
+    clouds = _with_sums(Clouds(points, np.array([0, 4, 4, 5]),
+                               {"incident_energy": np.array([1000.0, 2000.0, 4000.0], np.float32)},
+                               ("layer", "alpha_bin", "r_bin", "energy")))
     write_store(tmp_path / "gen", clouds, calochallenge_template("ds2"))
     showers, energy = evaluator_load(export_calochallenge(tmp_path / "gen", tmp_path / "gen.hdf5"), "ds2")
     assert energy.dtype == np.float64 and energy[:, 0].tolist() == [1000.0, 2000.0, 4000.0]
@@ -207,13 +215,15 @@ def test_refusals_name_the_store_and_the_problem(tmp_path):
         export_calochallenge(store, tmp_path / "x.hdf5", geometry="ds9")
     with pytest.raises(ExportError, match="no split 'nope'"):
         export_calochallenge(store, tmp_path / "x.hdf5", split="nope")
-    outside = Clouds(np.array([[3, 16, 0, 1.0]], np.float32), np.array([0, 1]),
-                     {"incident_energy": np.array([1.0], np.float32)}, ("layer", "alpha_bin", "r_bin", "energy"))
+    outside = _with_sums(Clouds(np.array([[3, 16, 0, 1.0]], np.float32), np.array([0, 1]),
+                                {"incident_energy": np.array([1.0], np.float32)}, ("layer", "alpha_bin", "r_bin", "energy")))
     write_store(tmp_path / "bad", outside, calochallenge_template("ds2"))
     with pytest.raises(ExportError, match=r"clouds 0\.\.0: .*alpha_bin 16.*is not a voxel"):
         export_calochallenge(tmp_path / "bad", tmp_path / "x.hdf5")
-    jets = Clouds(np.zeros((2, 3), np.float32), np.array([0, 2]), {}, ("etarel", "phirel", "ptrel"))
-    write_store(tmp_path / "jets", jets, jetnet_template(30))
+    template = jetnet_template(30)
+    jets = Clouds(np.zeros((2, 3), np.float32), np.array([0, 2]),
+                  {f.name: np.ones(1, f.dtype) for f in template.cloud_features}, ("etarel", "phirel", "ptrel"))
+    write_store(tmp_path / "jets", jets, template)
     with pytest.raises(ExportError, match="needs a shower store"):
         export_calochallenge(tmp_path / "jets", tmp_path / "x.hdf5")
     assert not (tmp_path / "x.hdf5").exists()

@@ -70,8 +70,11 @@ def test_numpy_and_torch_agree():
         np.testing.assert_allclose(b.numpy(), a, rtol=1e-13, atol=1e-13)
     jet_np = gj.jet_from_constituents(pt, eta, phi, m, mask)
     jet_t = gj.jet_from_constituents(t(pt), t(eta), t(phi), t(m), t(mask))
-    for name in ("pt", "eta", "phi", "mass", "energy"):
+    for name in ("pt", "eta", "phi", "energy"):
         np.testing.assert_allclose(getattr(jet_t, name).numpy(), getattr(jet_np, name), rtol=1e-11, atol=1e-11)
+    # m = sqrt(E^2 - p^2) is ill-conditioned near zero: E^2 - p^2 agrees to rounding of E^2, and a
+    # (nearly) massless jet's mass may come out 0 in one library and ~sqrt(eps) E in the other.
+    np.testing.assert_allclose(jet_t.mass.numpy() ** 2, jet_np.mass ** 2, rtol=1e-11, atol=1e-12 * float((jet_np.energy ** 2).max()))
     np.testing.assert_allclose(
         gj.relative_jet_mass(*(t(v) for v in rel_np), t(mask)).numpy(), gj.relative_jet_mass(*rel_np, mask), rtol=1e-11
     )

@@ -36,7 +36,7 @@ def _ingest_cmd(src: Path, out: Path, *extra: str) -> list[str]:
 
 def _committed(out: Path) -> int:
     try:
-        return len(json.loads((out / "zarr.json").read_text())["attributes"]["pcdata"]["fragments"])
+        return json.loads((out / "zarr.json").read_text())["attributes"]["pcdata"]["num_fragments"]
     except (FileNotFoundError, KeyError, ValueError):
         return 0
 

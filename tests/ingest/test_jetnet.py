@@ -70,5 +70,5 @@ def test_failed_overwrite_keeps_the_existing_store(tmp_path, jetnet_files, sched
         ingest_jetnet([tmp_path / "q.hdf5"], tmp_path / "s", scheduler=scheduler, overwrite=True,
                       rows_per_fragment=100, progress=False)
     again = open_store(tmp_path / "s")
-    assert again.meta.fragments == good.meta.fragments and again.verify() == []
+    assert again.fragments == good.fragments and again.verify() == []
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -58,11 +58,19 @@ def test_a_store_error_in_a_worker_reaches_the_caller(tmp_path, jets):
 
     from .conftest import CHUNKS, jets_meta
 
+    from tests.store.conftest import shard, shard_entries
+
     write_store(tmp_path / "s", jets, jets_meta(), clouds_per_fragment=1100, chunks=CHUNKS)
-    chunk = next((tmp_path / "s" / "fragments").glob("*/points/c/1/0"))
-    chunk.write_bytes(b"garbage" * 10)
-    with pytest.raises(StoreFormatError, match="damaged Blosc chunk"):
+    path = shard(tmp_path / "s", 0)
+    data = path.read_bytes()
+    offset, nbytes = shard_entries(path)[1]
+    path.write_bytes(data[:offset] + b"g" * nbytes + data[offset + nbytes :])
+    with pytest.raises(StoreFormatError, match="fragment f000000000: damaged Blosc chunk 1"):
         list(PointCloudLoader(tmp_path / "s", split=None, num_workers=2, batch_size=64))
+    path.unlink()  # a shard gone: never zeros, in a worker or in this process
+    for workers in (2, 0):
+        with pytest.raises(StoreFormatError, match=f"fragment f000000000: missing chunk file \\({path}\\)"):
+            list(PointCloudLoader(tmp_path / "s", split=None, num_workers=workers, batch_size=64))
 
 
 @pytest.mark.slow

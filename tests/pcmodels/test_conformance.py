@@ -215,8 +215,14 @@ def test_two_ranks_equal_one_process_on_the_union_batch(tmp_path, store, model):
     got = params(single.method)
     moved = 0.0
     for k, v in rank0.items():
-        torch.testing.assert_close(v, got[k], rtol=1e-4, atol=1e-6, msg=lambda m: f"{k}: {m}")
-        moved = max(moved, float((v - initial[k]).abs().max()))
+        mine = got[k]
+        if k.endswith("in_proj_bias"):
+            # The key bias (middle third) gets no gradient in theory: softmax is shift-invariant for
+            # each query. Its Adam steps are pure float noise of the summation order; compare the rest.
+            e = v.shape[0] // 3
+            v, mine = torch.cat([v[:e], v[2 * e :]]), torch.cat([mine[:e], mine[2 * e :]])
+        torch.testing.assert_close(v, mine, rtol=1e-4, atol=1e-6, msg=lambda m: f"{k}: {m}")
+        moved = max(moved, float((rank0[k] - initial[k]).abs().max()))
     assert moved > 1e-4  # the weights did change: the comparison is not of two initial states
 
     info = Run.open(out).info

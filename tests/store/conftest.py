@@ -31,3 +31,37 @@ def store_path(tmp_path, clouds):
     path = tmp_path / "s"
     write_store(path, clouds, template(), clouds_per_fragment=700, chunks=SMALL_CHUNKS)
     return path
+
+
+def fragment_dirs(store_path):
+    """The fragment directories of a format 2 store, in fragment order."""
+    return sorted(p for p in (store_path / "fragments").glob("g*/d*/f*") if p.is_dir())
+
+
+def shard(store_path, k, array="points"):
+    """The shard file of ``array`` (``points``, ``offsets``, ``cloud/<name>``) of fragment ``k``."""
+    directory = fragment_dirs(store_path)[k] / array
+    return directory / ("c.0.0" if array == "points" else "c.0")
+
+
+def shard_entries(path):
+    """``[(offset, nbytes)]`` of every inner chunk of a shard file (its index, read independently)."""
+    import json
+
+    meta = json.loads((path.parent / "zarr.json").read_text())
+    conf = meta["codecs"][0]["configuration"]
+    n = -(-meta["shape"][0] // conf["chunk_shape"][0])
+    data = path.read_bytes()
+    return np.frombuffer(data[len(data) - 16 * n - 4 : -4], dtype="<u8").reshape(n, 2).tolist()
+
+
+@pytest.fixture
+def store_v1(tmp_path):
+    """A format 1 store written by the release before format 2 (``make_clouds(300, seed=3)`` in
+    fragments of 120 clouds, points chunks of 500 rows, lz4), copied to a scratch directory."""
+    import shutil
+    from pathlib import Path
+
+    path = tmp_path / "v1"
+    shutil.copytree(Path(__file__).parents[1] / "data" / "store-v1", path)
+    return path

@@ -11,6 +11,7 @@ from pcdata import Clouds, open_store
 from pcdata.errors import StoreFormatError
 from pcdata.store import ChunkSpec, Feature, StoreMeta, write_store
 from pcdata.store.chunks import open_chunks
+from tests.store.conftest import make_clouds, shard, shard_entries
 
 
 def _array(tmp_path, data, chunk_rows, **kw):
@@ -80,7 +81,7 @@ def _store(tmp_path, points_rows=700, **chunk_kw):
 @pytest.mark.parametrize("cname", ["lz4", "none"])
 def test_store_reads_across_fragments_into_a_buffer(tmp_path, cname):
     store, clouds = _store(tmp_path, cname=cname)
-    chunks = store._fragments[0]._points_chunks
+    chunks = store._fragment(0)._points_chunks
     assert chunks is not None and chunks.compressed == (cname != "none")  # the writer's layouts take the direct path
     out = np.zeros((5000, 3), np.float32)
     a = int(clouds.offsets[150])
@@ -92,26 +93,34 @@ def test_store_reads_across_fragments_into_a_buffer(tmp_path, cname):
         store.read_points(0, 10, np.zeros((10, 3), np.float64))
 
 
-def test_a_damaged_chunk_names_its_file(tmp_path):
+def test_a_damaged_shard_names_its_file_and_fragment(tmp_path):
     store, clouds = _store(tmp_path)
-    chunk = tmp_path / "s" / "fragments" / store.fragments[1].id / "points" / "c" / "1" / "0"
-    chunk.write_bytes(chunk.read_bytes()[:40])
-    with pytest.raises(StoreFormatError, match=str(chunk)):
+    path = shard(tmp_path / "s", 1)
+    good = path.read_bytes()
+    (offset, nbytes), _ = shard_entries(path)[:2]
+    path.write_bytes(good[:offset] + b"not blosc at all, but long enough".ljust(nbytes, b"!") + good[offset + nbytes :])
+    with pytest.raises(StoreFormatError, match=f"fragment {store.fragments[1].id}: damaged Blosc chunk 0"):
         open_store(tmp_path / "s").read_points(0, store.num_points)
-    chunk.write_bytes(b"not blosc at all, but long enough")
-    with pytest.raises(StoreFormatError, match="damaged Blosc chunk"):
+    path.write_bytes(good[:-1])
+    with pytest.raises(StoreFormatError, match=f"fragment {store.fragments[1].id}: damaged chunk file: its index fails the crc32c check \\({path}\\)"):
         open_store(tmp_path / "s").read_points(0, store.num_points)
+    path.write_bytes(b"x" + good)  # one byte too many: the chunks no longer end where the index says
+    with pytest.raises(StoreFormatError, match="where the index ends its chunks"):
+        open_store(tmp_path / "s").read_points(0, store.num_points)
+    path.unlink()
+    with pytest.raises(StoreFormatError, match=f"fragment {store.fragments[1].id}: missing chunk file \\({path}\\)"):
+        open_store(tmp_path / "s").read_points(0, store.num_points)
+    np.testing.assert_array_equal(open_store(tmp_path / "s").read_points(0, 100), clouds.points[:100])  # fragment 0 is fine
 
 
-def test_a_fragment_in_another_layout_is_read_through_zarr(tmp_path):
-    store, clouds = _store(tmp_path)
-    frag = tmp_path / "s" / "fragments" / store.fragments[0].id
+def test_a_format_1_fragment_in_another_layout_is_read_through_zarr(tmp_path, store_v1):
+    frag = store_v1 / "fragments" / "f000000"
     points = np.asarray(zarr.open_array(str(frag), path="points", mode="r")[:])
     zarr.create_array(str(frag / "points"), shape=points.shape, dtype="float32", chunks=(300, 3),
                       compressors=GzipCodec(), overwrite=True)[:] = points
-    reopened = open_store(tmp_path / "s")
-    assert reopened._fragments[0]._points_chunks is None and reopened._fragments[1]._points_chunks is not None
-    np.testing.assert_array_equal(reopened.read_points(0, reopened.num_points), clouds.points)
+    reopened = open_store(store_v1)
+    assert reopened._fragment(0)._points_chunks is None and reopened._fragment(1)._points_chunks is not None
+    np.testing.assert_array_equal(reopened.read_points(0, reopened.num_points), make_clouds(300, seed=3).points)
 
 
 def test_raw_chunks_map_to_the_store_rows_of_every_cloud(tmp_path):
@@ -130,16 +139,15 @@ def test_raw_chunks_map_to_the_store_rows_of_every_cloud(tmp_path):
     assert _store(tmp_path / "lz4", points_rows=1024)[0].map_points() is None  # compressed: decoded instead
 
 
-def test_an_unwritten_raw_chunk_maps_as_zeros_and_a_short_one_is_refused(tmp_path):
+def test_a_missing_or_short_raw_shard_is_refused_when_mapping(tmp_path):
     store, clouds = _store(tmp_path, points_rows=1024, cname="none")
-    chunk = tmp_path / "s" / "fragments" / store.fragments[1].id / "points" / "c" / "1" / "0"
-    rows_per_chunk = store._fragments[1]._points_chunks.rows
-    chunk.unlink()  # zarr leaves out chunks equal to the fill value
-    rows, first_row, _ = open_store(tmp_path / "s").map_points()
-    start = first_row[200] + rows_per_chunk  # fragment 1 starts at cloud 200
-    assert not rows[start : start + rows_per_chunk].any()
-    chunk.write_bytes(b"\0" * 100)
-    with pytest.raises(StoreFormatError, match=f"{chunk}: damaged chunk \\(100 bytes"):
+    path = shard(tmp_path / "s", 1)
+    good = path.read_bytes()
+    path.write_bytes(good[:1024 * 12] + good[-(16 * len(shard_entries(path)) + 4) :])  # a chunk cut short
+    with pytest.raises(StoreFormatError, match=f"fragment {store.fragments[1].id}: damaged chunk file"):
+        open_store(tmp_path / "s").map_points()
+    path.unlink()
+    with pytest.raises(StoreFormatError, match=f"fragment {store.fragments[1].id}: missing chunk file"):
         open_store(tmp_path / "s").map_points()
 
 

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from pcdata.errors import StoreFormatError
-from pcdata.store.format import Feature, FragmentInfo, Moments, SplitSpec, StoreMeta
+from dataclasses import replace
+
+from pcdata.store.format import (ChunkSpec, Feature, FragmentInfo, ManifestPart, Manifests, Moments, SplitSpec,
+                                 StoreMeta, fragment_id)
 
 
 def _meta(**kw):
@@ -13,17 +16,32 @@ def _meta(**kw):
 
 
 def test_meta_round_trips_through_json():
-    m = _meta(fragments=(FragmentInfo("f000000", 3, 10, "sha256:x", {"file": 0}, {"a": Moments.of([1.0, 2.0])}),),
-              expected_fragments=1)
+    m = _meta(generation="g0123456789ab", num_fragments=1, num_clouds=3, num_points=10, expected_fragments=1,
+              layout=ChunkSpec(points_rows=7, clouds=5, cname="zstd", clevel=3, shuffle="bitshuffle"),
+              manifests=Manifests(index=(ManifestPart("manifests/g0123456789ab/index-00000000.json", 1, 3, 10),)))
     back = StoreMeta.from_dict(json.loads(json.dumps(m.to_dict())))
     assert back == m
     assert back.num_clouds == 3 and back.num_points == 10
+    building = replace(m, status="incomplete", manifests=Manifests(log=4))
+    assert StoreMeta.from_dict(json.loads(json.dumps(building.to_dict()))) == building
+
+
+def test_fragment_info_round_trips_and_names_its_partition():
+    info = FragmentInfo("f000000012", 3, 10, "sha256:x", {"file": 0}, {"a": Moments.of([1.0, 2.0])})
+    assert FragmentInfo.from_dict(json.loads(json.dumps(info.to_dict()))) == info
+    assert info.index == 12 and fragment_id(12) == "f000000012" and FragmentInfo("f000012", 1, 1, "").index == 12
+    with pytest.raises(StoreFormatError, match="invalid fragment id 'x12'"):
+        FragmentInfo("x12", 1, 1, "").index
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
         ({"version": 7}, "store format version 7 is not supported"),
+        ({"version": 1}, "S: missing field 'fragments'"),  # a format 1 root lists its fragments
+        ({"layout": {"points_rows": 0, "clouds": 1, "cname": "lz4", "clevel": 5, "shuffle": "shuffle"}}, "layout: chunk sizes"),
+        ({"layout": {"points_rows": 8, "clouds": 1, "cname": "lz4", "clevel": 5, "shuffle": "shuffle", "fanout": 10}}, "fan-out 10"),
+        ({"manifests": {"index": [{"path": "m"}]}}, "manifests.index\\[0\\]: missing field 'fragments'"),
         ({"format": "other"}, "unknown store format 'other'"),
         ({"kind": "muons"}, "kind must be one of"),
         ({"splits": {"fractions": {"train": 0.5}, "seed": 1, "method": "splitmix64-rank-v1"}}, "sum to 1"),

@@ -5,8 +5,8 @@ import pytest
 
 from pcdata import open_store
 from pcdata.errors import NotAStoreError, StoreFormatError, StoreIncompleteError, StoreNotFoundError
-from pcdata.store.writer import prepare_store, write_fragment
-from tests.store.conftest import template
+from pcdata.store.writer import prepare_store
+from tests.store.conftest import make_clouds, shard, shard_entries, template
 
 
 def test_counts_features_and_reads(store_path, clouds):
@@ -56,18 +56,20 @@ def test_reads_only_the_chunks_it_needs(store_path, clouds):
     i = next(k for k in range(700, 1400)
              if local[k - 700 + 1] > local[k - 700] and local[k - 700] // 500 == (local[k - 700 + 1] - 1) // 500)
     keep = int(local[i - 700] // 500)
-    chunk_dir = store_path / "fragments" / "f000001" / "points" / "c"
+    path = shard(store_path, 1)
+    data = bytearray(path.read_bytes())
     damaged = 0
-    for f in chunk_dir.rglob("*"):
-        if f.is_file() and f.relative_to(chunk_dir).parts[0] != str(keep):
-            f.write_bytes(b"garbage")
+    for c, (offset, nbytes) in enumerate(shard_entries(path)):
+        if c != keep:
+            data[offset : offset + nbytes] = b"g" * nbytes
             damaged += 1
+    path.write_bytes(bytes(data))
     assert damaged > 3
     s = open_store(store_path)
     np.testing.assert_array_equal(s[i]["points"], clouds.cloud(i)["points"])
     assert s.read(0, 700).equals(clouds.slice(0, 700))
     problems = s.verify()
-    assert problems and problems[0].startswith("fragment f000001: unreadable")
+    assert len(problems) == 1 and problems[0].startswith("fragment f000000001: unreadable")
 
 
 def test_verify_detects_changed_data(store_path):
@@ -75,9 +77,32 @@ def test_verify_detects_changed_data(store_path):
 
     s = open_store(store_path)
     assert s.verify() == []
-    arr = zarr.open_array(str(store_path / "fragments" / "f000002"), path="points", mode="r+")
+    arr = zarr.open_array(str(shard(store_path, 2).parent), mode="r+")  # zarr rewrites the shard, validly
     arr[3] = arr[3] + 1
-    assert open_store(store_path).verify() == ["fragment f000002: checksum mismatch"]
+    assert open_store(store_path).verify() == ["fragment f000000002: checksum mismatch"]
+
+
+@pytest.mark.parametrize("array", ["points", "offsets", "cloud/pt"])
+def test_a_missing_shard_is_an_error_on_every_read(store_path, array):
+    path = shard(store_path, 1, array)
+    path.unlink()
+    s = open_store(store_path)
+    message = f"{store_path}: fragment f000000001: missing chunk file \\({path}\\)"
+    for read in (lambda: s[800], lambda: s.read(), lambda: s.split("train"), lambda: s.to_numpy(),
+                 lambda: s.to_arrow(), lambda: list(s.iter_fragments())):
+        with pytest.raises(StoreFormatError, match=message):
+            read()
+    assert s[5]["points"].shape[1] == 3  # the other fragments read as before
+    assert s.verify() == [f"fragment f000000001: unreadable ({store_path}: fragment f000000001: missing chunk file ({path}))"]
+
+
+def test_damaged_offsets_are_an_error(store_path):
+    import zarr
+
+    arr = zarr.open_array(str(shard(store_path, 0, "offsets").parent), mode="r+")
+    arr[5] = 10**9
+    with pytest.raises(StoreFormatError, match="fragment f000000000: damaged offsets"):
+        open_store(store_path).read()
 
 
 def test_open_errors_are_clear(tmp_path, store_path):
@@ -96,8 +121,8 @@ def test_incomplete_store_shows_only_committed_fragments(tmp_path, clouds):
     path = tmp_path / "s"
     t = template().__class__(**{**template().__dict__, "expected_fragments": 2})
     b = prepare_store(path, t)
-    b.commit(write_fragment(path, "f000000", clouds.slice(0, 100)))
-    write_fragment(path, "f000001", clouds.slice(100, 200))  # not committed
+    b.commit(b.writer().write("f000000000", clouds.slice(0, 100)))
+    b.writer().write("f000000001", clouds.slice(100, 200))  # not committed
     with pytest.raises(StoreIncompleteError, match="1 of 2 fragments committed"):
         open_store(path)
     s = open_store(path, allow_incomplete=True)
@@ -110,3 +135,13 @@ def test_indices_are_a_split_or_every_cloud(store_path):
     assert np.array_equal(s.indices("train"), s.split_indices("train"))
     with pytest.raises(KeyError, match="no split 'nope'"):
         s.indices("nope")
+
+
+def test_a_format_1_store_opens_read_only(store_v1, clouds):
+    s = open_store(store_v1)
+    expected = make_clouds(300, seed=3)
+    assert s.meta.version == 1 and s.num_clouds == 300 and [f.id for f in s.fragments] == ["f000000", "f000001", "f000002"]
+    assert s.read().equals(expected) and s.take([299, 0, 130]).equals(expected.take([299, 0, 130]))
+    assert s.verify() == [] and s.stats["x"].count == expected.num_points
+    with pytest.raises(Exception, match="already exists; pass --overwrite"):
+        prepare_store(store_v1, template("v1-fixture"))

@@ -1,0 +1,239 @@
+"""Format 2 arrays: one Zarr v3 shard per array per fragment, written and read by pcdata itself.
+
+The file is standard ``sharding_indexed`` (inner chunks back to back, then the index: one
+``(offset, nbytes)`` pair of little-endian uint64 per inner chunk and its crc32c), so zarr-python
+and other Zarr v3 readers read it; pcdata writes and reads it directly because zarr-python's
+generic path costs 10x the decoding itself here (``benchmarks/bench_loader.py``) and because it
+reads a missing chunk as the fill value, where a store must report it.
+
+Every inner chunk is written, whatever its content. Reading checks the shard's size against its
+index, the index's crc32c, every chunk's place and (for Blosc) decoded size: anything else is a
+:class:`~pcdata.errors.StoreFormatError` naming the file and the fragment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StoreFormatError
+from .format import ChunkSpec
+
+__all__ = ["shard_key", "write_array", "ShardFile"]
+
+_EMPTY = (1 << 64) - 1  # the sharding codec's marker of an absent inner chunk
+_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+
+
+def shard_key(ndim: int) -> str:
+    """File name of an array's only shard: chunk (0, ...) with the ``.`` separator."""
+    return "c" + ".0" * ndim
+
+
+def _inner_rows(n: int, rows: int) -> int:
+    return max(1, min(rows, n))
+
+
+def array_document(shape: tuple[int, ...], dtype: np.dtype, rows: int, spec: ChunkSpec,
+                   dims: tuple[str, ...], attrs: dict) -> dict:
+    """The array's ``zarr.json``: one shard covering the array, inner chunks of ``rows`` rows."""
+    inner = _inner_rows(shape[0], rows)
+    n_inner = max(1, -(-shape[0] // inner))
+    codecs = [{"name": "bytes", "configuration": {"endian": "little"}}]
+    if spec.cname != "none":
+        codecs.append({"name": "blosc", "configuration": {
+            "typesize": dtype.itemsize, "cname": spec.cname, "clevel": spec.clevel, "shuffle": spec.shuffle, "blocksize": 0}})
+    if dtype.itemsize == 1:
+        codecs[0] = {"name": "bytes"}  # one-byte types have no endianness (and zarr refuses one)
+    fill = False if dtype.kind == "b" else (0.0 if dtype.kind == "f" else 0)
+    return {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": list(shape),
+        "data_type": dtype.name,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [n_inner * inner, *shape[1:]]}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "."}},
+        "fill_value": fill,
+        "codecs": [{"name": "sharding_indexed", "configuration": {
+            "chunk_shape": [inner, *shape[1:]],
+            "codecs": codecs,
+            "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
+            "index_location": "end",
+        }}],
+        "attributes": attrs,
+        "dimension_names": list(dims),
+        "storage_transformers": [],
+    }
+
+
+def _crc32c(data: bytes | memoryview) -> bytes:
+    import google_crc32c
+
+    return int(google_crc32c.value(bytes(data))).to_bytes(4, "little")
+
+
+def write_array(path: Path, values: np.ndarray, rows: int, spec: ChunkSpec, dims: tuple[str, ...], attrs: dict,
+                *, fsync: bool = True) -> None:
+    """Write ``values`` as a sharded Zarr v3 array at directory ``path`` (zarr.json + one shard)."""
+    values = np.ascontiguousarray(values)
+    if values.dtype.byteorder == ">":
+        values = values.astype(values.dtype.newbyteorder("<"))
+    path.mkdir(parents=True, exist_ok=True)
+    doc = array_document(values.shape, values.dtype, rows, spec, dims, attrs)
+    (path / "zarr.json").write_text(json.dumps(doc, indent=1) + "\n")
+    n = values.shape[0]
+    if n == 0:
+        return
+    inner = _inner_rows(n, rows)
+    n_inner = -(-n // inner)
+    pieces, index = [], np.empty((n_inner, 2), dtype="<u8")
+    offset = 0
+    if spec.cname != "none":
+        from numcodecs import blosc
+    for i in range(n_inner):
+        chunk = values[i * inner : (i + 1) * inner]
+        if len(chunk) < inner:  # the last inner chunk is stored at full size, padded with the fill value
+            chunk = np.concatenate([chunk, np.zeros((inner - len(chunk), *values.shape[1:]), values.dtype)])
+        if spec.cname == "none":
+            data = memoryview(chunk).cast("B")
+        else:
+            data = blosc.compress(chunk, spec.cname.encode(), spec.clevel, _SHUFFLE[spec.shuffle], 0)
+        pieces.append(data)
+        index[i] = (offset, len(data))
+        offset += len(data)
+    index_bytes = index.tobytes()
+    with open(path / shard_key(values.ndim), "wb") as f:
+        f.writelines([*pieces, index_bytes, _crc32c(index_bytes)])
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+class ShardFile:
+    """Row ranges of one format 2 array (read straight from its shard, never through zarr).
+
+    Args:
+        path: the array's directory.
+        shape, dtype: array shape and numpy dtype (from the store's manifests and features).
+        rows: rows per inner chunk as written (the layout's, clipped to the array).
+        compressed: inner chunks are Blosc frames (else raw bytes).
+        where: what to name in errors, e.g. ``"<store>: fragment f000000003"``.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype, rows: int, compressed: bool, where: str):
+        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
+        self.rows = _inner_rows(self.shape[0], rows)
+        self.compressed, self.where = compressed, where
+        self.row_shape = self.shape[1:]
+        self.chunk_nbytes = self.rows * int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
+        self.n_chunks = -(-self.shape[0] // self.rows)
+        self.file = path / shard_key(len(self.shape))
+        self.fill = 0.0
+        self._entries: np.ndarray | None = None
+        self._local = threading.local()
+
+    def _error(self, problem: str) -> StoreFormatError:
+        return StoreFormatError(f"{self.where}: {problem} ({self.file})")
+
+    @property
+    def entries(self) -> np.ndarray:
+        """``[n_chunks, 2]`` (offset, nbytes) of every inner chunk, checked against the file."""
+        if self._entries is None:
+            self._entries = self._read_index()
+        return self._entries
+
+    def _read_index(self) -> np.ndarray:
+        n = self.n_chunks
+        index_size = 16 * n + 4
+        try:
+            with open(self.file, "rb", buffering=0) as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < index_size:
+                    raise self._error(f"damaged chunk file: {size} bytes, shorter than its index")
+                f.seek(size - index_size)
+                tail = f.read(index_size)
+        except FileNotFoundError:
+            raise self._error("missing chunk file") from None
+        except OSError as err:
+            raise self._error(f"cannot read chunk file: {err.strerror or err}") from err
+        body = tail[:-4]
+        if _crc32c(body) != tail[-4:]:
+            raise self._error("damaged chunk file: its index fails the crc32c check")
+        entries = np.frombuffer(body, dtype="<u8").reshape(n, 2)
+        if (entries == _EMPTY).any():
+            first = int(np.flatnonzero((entries == _EMPTY).any(axis=1))[0])
+            raise self._error(f"missing chunk {first} in the shard")
+        ends = entries[:, 0] + entries[:, 1]
+        if int(ends.max(initial=0)) != size - index_size:
+            raise self._error(f"damaged chunk file: {size} bytes where the index ends its chunks at "
+                              f"{int(ends.max(initial=0)) + index_size}")
+        if not self.compressed and (entries[:, 1] != self.chunk_nbytes).any():
+            raise self._error(f"damaged chunk file: a raw chunk is not {self.chunk_nbytes} bytes")
+        return entries.astype(np.int64)
+
+    def segment(self, i: int) -> tuple[Path, int]:
+        """File and byte offset of raw inner chunk ``i`` (for mapping)."""
+        return self.file, int(self.entries[i, 0])
+
+    def _chunk_bytes(self, i: int, f) -> np.ndarray:
+        offset, nbytes = self.entries[i]
+        buf = getattr(self._local, "raw", None)
+        if buf is None or len(buf) < nbytes:
+            buf = self._local.raw = np.empty(max(int(nbytes), 2 * self.chunk_nbytes), dtype=np.uint8)
+        got = os.preadv(f.fileno(), [memoryview(buf)[:nbytes]], int(offset))
+        if got != nbytes:
+            raise self._error(f"damaged chunk file: chunk {i} cut short")
+        return buf[:nbytes]
+
+    def _decode_into(self, i: int, f, dest: np.ndarray) -> None:
+        from numcodecs import blosc
+
+        raw = self._chunk_bytes(i, f)
+        try:
+            size = int.from_bytes(raw[4:8].tobytes(), "little") if len(raw) >= 16 else -1
+            if size != self.chunk_nbytes:
+                raise ValueError(f"decodes to {size} bytes, expected {self.chunk_nbytes}")
+            blosc.decompress(raw, dest)
+        except (RuntimeError, ValueError) as err:  # numcodecs raises RuntimeError for a bad frame
+            raise self._error(f"damaged Blosc chunk {i} ({err})") from err
+
+    def read(self, start: int = 0, stop: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``start:stop`` (clipped to the array), into ``out`` when given."""
+        stop = self.shape[0] if stop is None else stop
+        start, stop = max(0, int(start)), min(int(stop), self.shape[0])
+        n = max(0, stop - start)
+        if out is None:
+            out = np.empty((n, *self.row_shape), dtype=self.dtype)
+        elif out.shape != (n, *self.row_shape) or out.dtype != self.dtype or not out.flags.c_contiguous:
+            raise ValueError(f"out must be C-contiguous {self.dtype} {(n, *self.row_shape)}, got {out.dtype} {out.shape}")
+        if n == 0:
+            return out
+        entries, r = self.entries, self.rows
+        row_bytes = self.chunk_nbytes // r
+        try:
+            f = open(self.file, "rb", buffering=0)
+        except OSError as err:
+            raise self._error(f"cannot read chunk file: {err.strerror or err}") from err
+        with f:
+            for i in range(start // r, (stop - 1) // r + 1):
+                lo, hi = i * r, (i + 1) * r
+                a, b = max(lo, start), min(hi, stop)
+                dest = out[a - start : b - start]
+                if not self.compressed:
+                    view = memoryview(dest.reshape(-1).view(np.uint8))
+                    got = os.preadv(f.fileno(), [view], int(entries[i, 0]) + (a - lo) * row_bytes)
+                    if got != len(view):
+                        raise self._error(f"damaged chunk file: chunk {i} cut short")
+                elif a == lo and b == hi:
+                    self._decode_into(i, f, dest)
+                else:
+                    scratch = getattr(self._local, "scratch", None)
+                    if scratch is None or scratch.shape[0] != r:
+                        scratch = self._local.scratch = np.empty((r, *self.row_shape), dtype=self.dtype)
+                    self._decode_into(i, f, scratch)
+                    dest[...] = scratch[a - lo : b - lo]
+        return out
