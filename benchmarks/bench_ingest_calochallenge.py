@@ -132,9 +132,14 @@ def bench(geometry: str, n: int, workdir: Path) -> None:
         rows.append(("ingest, GPU (dask-cuda)", s, peaks, points))
     else:
         print("  GPU path: no GPU (torch.cuda.is_available() is False or dask-cuda missing)")
+    from _limits import store_bytes, write_raw
+
+    stored = store_bytes(workdir / f"{geometry}-2.zarr")
+    limit = rows[0][1] + write_raw(stored, workdir)
+    print(f"  store: {stored / MB:,.0f} MB; the limit = h5py read + a raw write of the store's bytes (fsynced): {limit:.2f} s")
     base = rows[2][1]
     for name, secs, peaks, points in rows:
-        line = f"  {name:<30}{n / secs:9,.0f} showers/s {raw / secs:8,.0f} MB/s"
+        line = f"  {name:<30}{n / secs:9,.0f} showers/s {raw / secs:8,.0f} MB/s {limit / secs:5.2f} of limit"
         if peaks is not None:
             line += (f"   {base / secs:4.2f}x 1 worker; peak RSS/worker {', '.join(f'{p:,.0f}' for p in peaks)} MB"
                      f" (file {size:,.0f} MB, raw {raw:,.0f} MB); {points / n:,.0f} hits/shower")

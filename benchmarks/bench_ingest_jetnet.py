@@ -51,6 +51,61 @@ def h5py_read(path: Path) -> float:
     return dt
 
 
+def stages(path: Path, workdir: Path) -> dict[str, float]:
+    """Where the time goes: every step of an ingest, timed alone over the whole file in one process."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from pcdata._io import file_sha256
+    from pcdata.ingest.jetnet import default_rows_per_fragment, jetnet_template
+    from pcdata.sources import jetnet as jn
+    from pcdata.store import prepare_store
+    from pcdata.store.format import fragment_id
+    from pcdata.store.writer import JET_CHUNKS, content_checksum, fragment_moments
+
+    src = jn.JetNetSource.open([path], label="t")
+    file = src.files[0]
+    rows = default_rows_per_fragment(file.num_particles)
+    blocks = [(lo, min(file.n_jets, lo + rows)) for lo in range(0, file.n_jets, rows)]
+    out = workdir / "stages-store"
+    shutil.rmtree(out, ignore_errors=True)
+    builder = prepare_store(out, replace(jetnet_template(file.num_particles), expected_fragments=len(blocks), layout=JET_CHUNKS))
+    writer = builder.writer()
+    jn.read_jetnet_block(file, 0, 2)  # the compiled kernels loaded (about 1 s, once per process) before timing
+    t = dict.fromkeys(["h5py read", "validate + select real particles", "content sha256", "moments",
+                       "write shards (fsynced)", "commit (manifest + root)", "input file sha256"], 0.0)
+    for i, (lo, hi) in enumerate(blocks):
+        c0 = time.perf_counter()
+        with h5py.File(path) as f:
+            pf = np.asarray(f["particle_features"][lo:hi], np.float32)
+            jf = np.asarray(f["jet_features"][lo:hi], np.float32)
+        c1 = time.perf_counter()
+        code, _, n_real = jn._scan_kernel()(pf, jf, file.num_particles)
+        clouds = jn.read_jetnet_block(file, lo, hi)  # (the same, with the read, for the writer below)
+        c2 = time.perf_counter()
+        content_checksum(clouds)
+        c3 = time.perf_counter()
+        fragment_moments(clouds, clouds.point_features)
+        c4 = time.perf_counter()
+        info = writer.write(fragment_id(i), clouds)
+        c5 = time.perf_counter()
+        builder.commit(info)
+        c6 = time.perf_counter()
+        t["h5py read"] += c1 - c0
+        t["validate + select real particles"] += (c2 - c1) - (c1 - c0)  # read_jetnet_block reads again
+        t["content sha256"] += c3 - c2
+        t["moments"] += c4 - c3
+        t["write shards (fsynced)"] += (c5 - c4) - (c4 - c2)  # write() computes checksum and moments again
+        t["commit (manifest + root)"] += c6 - c5
+    c0 = time.perf_counter()
+    file_sha256(path)
+    t["input file sha256"] = time.perf_counter() - c0
+    builder.close()
+    shutil.rmtree(out, ignore_errors=True)
+    return t
+
+
 def ingest_once(path: Path, out: Path, scheduler: str) -> float:
     from pcdata.ingest import ingest_jetnet
 
@@ -94,8 +149,18 @@ def main() -> None:
         label = f"ingest, {workers} worker{'s' if workers > 1 else ''}"
         print(f"{label:<32}{best:>9.2f}{n_jets / best:>12,.0f}{size_mb / best:>9.0f}{limit / best:>9.2f}"
               f"   (+{startup:.1f} s cluster start)")
-    stored = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
-    print(f"store on disk: {stored:,.0f} MB ({size_mb / stored:.1f}x smaller than the HDF5 input)")
+    from _limits import store_bytes, write_raw
+
+    stored = store_bytes(out)
+    write = write_raw(stored, args.workdir)
+    print(f"store on disk: {stored / 1e6:,.0f} MB ({size_mb / (stored / 1e6):.1f}x smaller than the HDF5 input); "
+          f"raw write of those bytes + fsync: {write:.2f} s")
+    print(f"the limit, read + raw write: {limit + write:.2f} s; ingest with 2 workers at {(limit + write) / best:.2f} of it")
+    parts = stages(path, args.workdir)
+    total = sum(parts.values())
+    print(f"\nwhere the time goes (one process, every step alone; {total:.2f} s in all):")
+    for name, secs in parts.items():
+        print(f"  {name:<36}{secs:7.2f} s {100 * secs / total:5.0f} %")
 
 
 if __name__ == "__main__":

@@ -37,13 +37,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any, *, allow_nan: bool = True) -> None:
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, allow_nan: bool = True, indent: int | None = 1) -> None:
     """Write JSON to ``path`` through a temporary file, fsync and rename (atomic replace).
-    ``allow_nan=False`` refuses NaN and infinities (``ValueError``) instead of writing them."""
+    ``allow_nan=False`` refuses NaN and infinities (``ValueError``) instead of writing them;
+    ``indent=None`` writes compact JSON (with the C encoder: several times faster for big documents)."""
+    text = json.dumps(obj, indent=indent, sort_keys=False, allow_nan=allow_nan,
+                      separators=None if indent is not None else (",", ":"))
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, sort_keys=False, allow_nan=allow_nan)
-            f.write("\n")
+            f.write(text + "\n")
             f.flush()
             os.fsync(f.fileno())
 

@@ -2,7 +2,7 @@
 
 A source is any picklable object with ``name``, ``files`` (each with ``path`` and ``size``),
 ``rows()`` (clouds per file) and ``read(file_index, start, stop) -> Clouds``. Each row block is one
-Dask task, a picklable :class:`WriteFragment` over ``(file_index, start, stop)`` that opens the file
+Dask task, a picklable :class:`WriteFragments` over ``(file_index, start, stop)`` blocks that opens the file
 inside the task. Workers return the fragment's counts, checksum and partial statistics; the client
 commits them to the root metadata as they finish and merges the statistics at the end, so the data
 is read once.
@@ -31,7 +31,7 @@ from ..store.format import FORMAT_VERSION, ChunkSpec, FragmentInfo, Provenance, 
 from ..store.writer import FragmentWriter, prepare_store
 from .cluster import dask_client
 
-__all__ = ["Source", "Partition", "WriteFragment", "plan_partitions", "fingerprint", "run_ingest"]
+__all__ = ["Source", "Partition", "WriteFragments", "group_partitions", "plan_partitions", "fingerprint", "run_ingest"]
 
 
 class Source(Protocol):
@@ -65,16 +65,49 @@ def plan_partitions(rows: Sequence[int], rows_per_fragment: int) -> list[Partiti
 
 
 @dataclass(frozen=True)
-class WriteFragment:
-    """The Dask task: read one partition and write it as one fragment (picklable, no open files)."""
+class WriteFragments:
+    """The Dask task: read partitions and write each as one fragment (picklable, no open files).
+
+    A task holds one partition at a time; several partitions per task only spare the scheduler
+    and the commits when fragments are tiny (a store of 10^5 fragments is a few hundred tasks)."""
 
     writer: FragmentWriter
     source: Any
 
-    def __call__(self, part: Partition) -> FragmentInfo:
-        clouds = self.source.read(part.file_index, part.start, part.stop)
-        return self.writer.write(part.fragment, clouds,
-                                 source={"file": part.file_index, "start": part.start, "stop": part.stop})
+    def __call__(self, parts: Sequence[Partition]) -> list[FragmentInfo]:
+        infos = []
+        for run in _read_runs(parts):
+            first, last = run[0], run[-1]
+            block = self.source.read(first.file_index, first.start, last.stop)
+            for part in run:
+                clouds = block if len(run) == 1 else block.slice(part.start - first.start, part.stop - first.start)
+                infos.append(self.writer.write(part.fragment, clouds,
+                                               source={"file": part.file_index, "start": part.start, "stop": part.stop}))
+        return infos
+
+
+_READ_ROWS = 4096  # tiny partitions of one file are read together, up to this many rows
+
+
+def _read_runs(parts: Sequence[Partition]) -> list[list[Partition]]:
+    """Consecutive partitions of one file, up to ``_READ_ROWS`` rows together: one read each
+    (opening an input file costs more than reading a few rows of it)."""
+    runs: list[list[Partition]] = []
+    for part in parts:
+        run = runs[-1] if runs else None
+        if (run and run[-1].file_index == part.file_index and run[-1].stop == part.start
+                and part.stop - run[0].start <= _READ_ROWS):
+            run.append(part)
+        else:
+            runs.append([part])
+    return runs
+
+
+def group_partitions(parts: Sequence[Partition], threads: int) -> list[list[Partition]]:
+    """Consecutive partitions in tasks: one each while there are few, up to 256 when there are
+    so many that each thread would get more than 16 tasks (so every thread still gets 16)."""
+    size = max(1, min(256, len(parts) // (16 * max(1, threads))))
+    return [list(parts[i : i + size]) for i in range(0, len(parts), size)]
 
 
 def fingerprint(source: Source, options: dict[str, Any]) -> str:
@@ -154,8 +187,13 @@ def run_ingest(
     chunks: ChunkSpec = ChunkSpec(),
     progress: bool = True,
     command: str | None = None,
+    fsync: bool = True,
 ) -> StoreMeta:
     """Convert ``source`` into the store ``out`` on a Dask cluster.
+
+    ``fsync=False`` leaves fragment data to the page cache (commits are still fsynced): an
+    interrupted ingest still resumes exactly, but a power cut may lose committed fragments, which
+    reads and ``verify`` then report. For scratch stores and tests of scale.
 
     The cluster is started before anything is written, so a cluster failure leaves no trace.
     Bad input (:class:`SourceError` from a worker) removes what this run built; any other
@@ -173,11 +211,12 @@ def run_ingest(
 
         builder = prepare_store(out, template, overwrite=overwrite, command=command)
         todo = [p for p in parts if p.fragment not in builder.committed]
-        task = WriteFragment(builder.writer(), source)
+        task = WriteFragments(builder.writer(fsync=fsync), source)
+        groups = group_partitions(todo, sum(client.nthreads().values()))
         run = f"pcdata-{uuid.uuid4().hex[:8]}-"
         futures, sums = [], []
         try:
-            futures = client.map(task, todo, key=[f"{run}{p.fragment}" for p in todo])
+            futures = client.map(task, groups, key=[f"{run}{g[0].fragment}" for g in groups])
             sums = [client.submit(file_sha256, os.path.abspath(f.path), key=f"{run}sha256-{i}")
                     for i, f in enumerate(source.files)]
             done_clouds = builder.meta.num_clouds
@@ -185,7 +224,7 @@ def run_ingest(
                 tid = bar.add_task(f"ingest {source.name}", total=len(parts), completed=len(parts) - len(todo), rate="")
                 start = _dt.datetime.now()
                 for batch in as_completed(futures).batches():
-                    infos = [f.result() for f in batch]
+                    infos = [info for f in batch for info in f.result()]
                     builder.commit(*infos)
                     done_clouds += sum(i.num_clouds for i in infos)
                     secs = max(1e-9, (_dt.datetime.now() - start).total_seconds())

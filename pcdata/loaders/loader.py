@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 
 from ..catalog.shared import open_named_store as open_store  # a path or a catalog name
 from ..store.reader import Store
-from .order import METHOD, EpochPlan, ShuffleOptions, block_starts, hash_seed, plan_epoch, share
+from .order import METHOD, EpochPlan, Layout, Round, ShuffleOptions, fragment_blocks, hash_seed, share
 from .transforms import BindContext, Compose, Transform
 from .window import RingReader, pad_batch
 from .workers import WorkerPool
@@ -72,28 +73,38 @@ class _Spec:
 
 
 class _Source:
-    """A process's view of the store: selection, layout and the small per-cloud arrays."""
+    """A process's view of the store: blocks, selection counts, and the plan of the current epoch.
+
+    Nothing here grows with the number of clouds: per-cloud facts (offsets, fields, whether a
+    cloud is in the split) are read or computed for the clouds of one round at a time, from the
+    fragments they lie in (the store keeps a bounded number of fragments' offsets and fields).
+    """
 
     def __init__(self, spec: _Spec, store: Store | None = None):
         self.spec = spec
         self.store = store or open_store(spec.path, allow_incomplete=spec.allow_incomplete)
         s = self.store
-        self.selection = s.indices(spec.split)
-        self.offsets = s.offsets
-        self.counts = np.diff(self.offsets)
-        fragment_starts = np.concatenate([[0], np.cumsum([f.num_clouds for f in s.fragments])])[:-1]
-        self.blocks = block_starts(s.chunk_starts(), fragment_starts, spec.options.block_clouds, self.counts)
+        member = None
+        if spec.split is not None:
+            s.in_split(np.zeros(0, np.int64), spec.split)  # an unknown split fails here
+            member = partial(s.in_split, name=spec.split)
+        block = spec.options.block_clouds
+        if block is None:  # four points chunks' worth at the mean multiplicity
+            block = max(1, round(4 * s.meta.layout.points_rows * s.num_clouds / max(1, s.num_points)))
+        self.layout = Layout.build(fragment_blocks(s.fragment_starts, block), member)
         names = s.point_features
         self.columns = None if spec.features == names else np.array([names.index(f) for f in spec.features])
-        self.cloud = (np.stack([s.field(n).astype(np.float32) for n in spec.fields], axis=1) if spec.fields
-                      else np.zeros((s.num_clouds, 0), dtype=np.float32))
-        self._plan: tuple[int, EpochPlan] | None = None
+        self._plan: EpochPlan | None = None
         self._rows: np.ndarray | None = None
-        self._ring: np.ndarray | None = None  # the reader's ring, kept from epoch to epoch
+        self._ring: np.ndarray | None = None  # the reader's ring, kept from round to round
         self._mapped: tuple | None | bool = False  # False: not tried yet
 
+    @property
+    def num_clouds(self) -> int:
+        return self.layout.num_clouds
+
     def mapped_rows(self) -> tuple | None:
-        """``(rows, first_row, mapping)`` when the store's raw chunks can be mapped (all features
+        """``(rows, shift, mapping)`` when the store's raw chunks can be mapped (all features
         loaded): batches then gather straight from the page cache, with nothing to decode."""
         if self._mapped is False:
             self._mapped = self.store.map_points() if self.columns is None else None
@@ -112,62 +123,83 @@ class _Source:
                 self._rows = rows
         return self._rows
 
-    def plan(self, epoch: int) -> EpochPlan:
-        if self._plan is None or self._plan[0] != epoch:
-            sp = self.spec
-            self._plan = (epoch, plan_epoch(self.selection, self.blocks, self.counts, batch_size=sp.batch_size,
-                                            shuffle=sp.shuffle, seed=sp.seed, epoch=epoch, options=sp.options,
-                                            drop_last=sp.drop_last, world_size=sp.world_size))
-        return self._plan[1]
+    def _counts(self, ids: np.ndarray) -> np.ndarray:
+        return self.store.point_ranges(ids)[1]
 
-    def _batch(self, rows: np.ndarray, first_row: np.ndarray, ids: np.ndarray, pad: int | None) -> dict:
-        counts = self.counts[ids]
-        points, mask, cloud, _ = pad_batch(rows, first_row, counts, pad, self.cloud, ids)
+    def plan(self, epoch: int) -> EpochPlan:
+        if self._plan is None or self._plan.epoch != epoch:
+            sp = self.spec
+            self._plan = EpochPlan(self.layout, batch_size=sp.batch_size, shuffle=sp.shuffle, seed=sp.seed,
+                                   epoch=epoch, options=sp.options, drop_last=sp.drop_last,
+                                   world_size=sp.world_size, counts=self._counts)
+        return self._plan
+
+    def _batch(self, rows: np.ndarray, first_row: np.ndarray, counts: np.ndarray, table: np.ndarray,
+               at: np.ndarray, ids: np.ndarray, pad: int | None) -> dict:
+        points, mask, cloud, _ = pad_batch(rows, first_row, counts, pad, table, at)
         # index and counts wrap the fresh numpy arrays (no copy); points, mask and cloud are in
         # torch-allocated (64-byte aligned) memory, which DLPack consumers such as JAX take as is.
         return {"points": points, "mask": mask, "cloud": cloud, "index": torch.from_numpy(ids),
                 "counts": torch.from_numpy(counts)}
 
-    def _positions(self, plan: EpochPlan, batch_ids: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-        """(batch, cloud ids, rows, first row of each cloud) for each batch of this worker."""
+    def _rounds(self, plan: EpochPlan, batch_ids: np.ndarray, readers: int) -> Iterator[np.ndarray]:
+        """This worker's batches cut by round (consecutive global batch ranges)."""
+        if not len(batch_ids):
+            return
+        r = batch_ids // plan.round_batches(readers)
+        yield from np.split(batch_ids, np.flatnonzero(np.diff(r)) + 1)
+
+    def batches(self, epoch: int, batch_ids: np.ndarray, readers: int = 1) -> Iterator[dict]:
+        """The given global batches of ``epoch``, in order, read a round at a time."""
+        sp, plan, s = self.spec, self.plan(epoch), self.store
+        for group in self._rounds(plan, batch_ids, readers):
+            rd = plan.round(group)
+            starts, counts = s.point_ranges(rd.seq)
+            table = s.fields_of(rd.seq, sp.fields)
+            for k, rows, first_row, pos in self._positions(rd, group, starts, counts):
+                batch = self._batch(rows, first_row, counts[pos], table, pos, rd.seq[pos], sp.pad)
+                if sp.transforms is not None:
+                    # Randomness (dequantisation noise) is named by (seed, epoch, batch), not by worker.
+                    gen = torch.Generator().manual_seed(hash_seed(sp.seed, epoch, k, 4) & _MASK63)
+                    batch = sp.transforms.forward(batch, gen)
+                yield batch
+
+    def _positions(self, rd: Round, group: np.ndarray, starts: np.ndarray, counts: np.ndarray
+                   ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """(global batch, rows, first row of each cloud, positions into ``rd.seq``) per batch."""
         # Every point already addressable (decoded and kept, or mapped raw chunks): index it.
-        whole = (self.cached_rows(), self.offsets) if self.spec.cache else self.mapped_rows()
-        if whole is not None:
-            rows, first_row = whole[0], whole[1]
-            for k in batch_ids:
-                ids = plan.seq[plan.batch(int(k))]
-                yield int(k), ids, rows, first_row[ids]
+        mapped = None if self.spec.cache else self.mapped_rows()
+        if self.spec.cache or mapped is not None:
+            if mapped is None:
+                rows, first = self.cached_rows(), starts
+            else:
+                frag = np.searchsorted(self.store.fragment_starts, rd.seq, side="right") - 1
+                rows, first = mapped[0], starts + mapped[1][frag]
+            for t, k in enumerate(group):
+                pos = rd.batch(t)
+                yield int(k), rows, first[pos], pos
             return
         # Take the ring while streaming, so that a second iterator running at the same time gets its own.
         ring, self._ring = self._ring, None
-        reader = RingReader(plan, batch_ids, self.offsets, self.store.read_points, len(self.store.point_features),
-                            self.columns, rows=ring)
+        reader = RingReader(rd, np.arange(len(group)), starts, counts, self.store.read_points,
+                            len(self.store.point_features), self.columns, rows=ring)
         try:
-            for k, pos in reader:
-                yield k, plan.seq[pos], reader.rows, reader.first_row[pos]
+            for t, pos in reader:
+                yield int(group[t]), reader.rows, reader.first_row[pos], pos
         finally:
             self._ring = reader.rows
-
-    def batches(self, epoch: int, batch_ids: np.ndarray) -> Iterator[dict]:
-        sp, plan = self.spec, self.plan(epoch)
-        for k, ids, rows, first_row in self._positions(plan, batch_ids):
-            batch = self._batch(rows, first_row, ids, sp.pad)
-            if sp.transforms is not None:
-                # Randomness (dequantisation noise) is named by (seed, epoch, batch), not by worker.
-                gen = torch.Generator().manual_seed(hash_seed(sp.seed, epoch, k, 4) & _MASK63)
-                batch = sp.transforms.forward(batch, gen)
-            yield batch
 
     def sample(self, max_clouds: int = 4096) -> dict:
         """Raw batch of up to ``max_clouds`` clouds spread evenly over the selection (for binding);
         fewer (not under 256) where the padded batch would pass 2**25 points (long showers)."""
-        sel = self.selection
-        longest = int(self.counts[sel].max(initial=1))
-        max_clouds = min(max_clouds, max(256, (1 << 25) // longest))
-        ids = sel[np.linspace(0, len(sel) - 1, num=min(max_clouds, len(sel))).astype(np.int64)] if len(sel) else sel
+        n = self.num_clouds
+        max_clouds = min(max_clouds, max(256, (1 << 25) // max(1, self.store.max_points)))
+        ids = self.layout.select_at(np.linspace(0, n - 1, num=min(max_clouds, n)).astype(np.int64)) if n else np.zeros(0, np.int64)
         clouds = self.store.take(ids, fields=[])
         rows = clouds.points if self.columns is None else clouds.points[:, self.columns]
-        return self._batch(rows, clouds.offsets[:-1], ids, None)
+        table = self.store.fields_of(ids, self.spec.fields)
+        return self._batch(rows, clouds.offsets[:-1], clouds.counts.astype(np.int64), table,
+                           np.arange(len(ids)), ids, None)
 
 
 class _Stream:
@@ -190,7 +222,7 @@ class _Stream:
         plan = self.source.plan(self.epoch)
         ids = share(plan.num_batches, rank=self.spec.rank, world_size=self.spec.world_size, start=self.start,
                     worker=worker, num_workers=num_workers)
-        yield from self.source.batches(self.epoch, ids)
+        yield from self.source.batches(self.epoch, ids, self.spec.world_size * num_workers)
 
 
 def _pin(batch: dict) -> dict:
@@ -338,7 +370,7 @@ class PointCloudLoader:
     @property
     def num_clouds(self) -> int:
         """Clouds of the selection (split) streamed per epoch, before ``drop_last``."""
-        return len(self._source.selection)
+        return self._source.num_clouds
 
     def preload(self) -> "PointCloudLoader":
         """With ``cache=True``, decode the store now (else at the first batch), so forked workers
@@ -395,7 +427,7 @@ class PointCloudLoader:
         w, sp = self.worker_options, self._spec
         # A slot holds the largest batch the options allow (transforms may add a little: a
         # quarter more room; a batch that still does not fit travels whole through the pipe).
-        n = sp.pad if sp.pad is not None else int(self._source.counts[self._source.selection].max(initial=0))
+        n = sp.pad if sp.pad is not None else self.store.max_points
         b = sp.batch_size
         need = b * n * (4 * len(sp.features) + 1) + b * 4 * len(self.cloud_features) + 2 * 8 * b
         pin = _pin if w.pin_memory and torch.cuda.is_available() else None

@@ -1,20 +1,25 @@
-"""The global order of an epoch, and each rank's and worker's share of it.
+"""The global order of an epoch, and each rank's and worker's share of it, computed per fragment.
 
-Method ``blocks-lanes-window-v1``. Every rank and worker computes the same :class:`EpochPlan`
-from (selection, store layout, seed, epoch, batch size, options) alone, with hash arithmetic
-(splitmix64) rather than a stateful generator, so the plan is the same on every machine and
-numpy version, whatever the number of ranks and workers:
+Method ``fragment-blocks-lanes-window-v2``. Every rank and worker computes the same order from
+(store layout, selection, seed, epoch, batch size, options) alone, with hash arithmetic
+(splitmix64) rather than a stateful generator, so it is the same on every machine and numpy
+version, whatever the number of ranks and workers. Nothing in it is an array over the clouds of
+the store: the plan holds a few numbers per *block*, and the clouds of a batch are worked out
+when the batch is asked for, from a window of the sequence around it.
 
-1. **Blocks.** Selected clouds are grouped into runs of consecutive store clouds that start at
-   points-chunk boundaries (:meth:`Store.chunk_starts`), merged to about ``block_clouds`` clouds,
-   so a block is one contiguous read.
-2. **Block shuffle.** Blocks are ordered by a hash of (seed, epoch, block): the sequence ``S``.
+1. **Blocks.** Each fragment is cut into runs of ``block_clouds`` consecutive clouds (the last one
+   shorter), so a block is one contiguous read inside one fragment. The clouds of the selection
+   (a split, decided per cloud: :meth:`~pcdata.Store.in_split`) in each block are counted once.
+2. **Block shuffle.** Blocks holding selected clouds are ordered by a hash of (seed, epoch, block):
+   their selected clouds, in store order inside each block, make the sequence ``S``.
 3. **Lanes.** ``S`` is cut into ``lanes`` contiguous segments of equal length, a whole number of
    batches each; the rest (fewer than ``lanes * batch_size`` clouds) is the *tail* segment.
 4. **Buffer shuffle.** In each segment the cloud at position ``p`` gets the key
-   ``p + u * buffer_size`` with ``u`` uniform in [0, 1) from the hash, and the segment is sorted by
-   key: no cloud moves more than ``buffer_size`` places, the reach of a shuffle buffer of that
-   size, but computed for the whole epoch in one sort instead of a loop over clouds.
+   ``p + u * buffer_size`` with ``u`` uniform in [0, 1) from the hash of its position in ``S``,
+   and the segment is sorted by key: no cloud moves more than ``buffer_size`` places, the reach of
+   a shuffle buffer of that size. The clouds that land on ranks ``[q0, q1)`` all start within
+   ``buffer_size`` of them, so sorting the positions ``[q0 - buffer, q1 + buffer)`` alone gives
+   those ranks exactly (see :meth:`EpochPlan._ranked`).
 5. **Bucketing** (optional). Windows of ``bucket`` batches of a segment are sorted by
    multiplicity and cut into batches; the full batches of a window are then put in hash order.
 6. **Interleave.** Global batch ``k`` is batch ``k // lanes`` of lane ``k % lanes``; the tail's
@@ -25,22 +30,25 @@ Shares: global batch ``k`` belongs to rank ``k % world_size``; the rank's local 
 The loader takes its workers' batches round-robin, so each rank sees its batches in global
 order, and interleaving the ranks' streams batch by batch gives the global order back. A worker
 touches only the lanes of its batches: when ``world_size * num_workers`` divides ``lanes`` it
-reads ``1 / (world_size * num_workers)`` of the data.
+reads ``1 / (world_size * num_workers)`` of the data. A worker reads its batches a *round* at a
+time (:meth:`EpochPlan.round`): the pieces of the round's batches, decoded once each.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from ..store.splits import splitmix64
 
-__all__ = ["METHOD", "ShuffleOptions", "EpochPlan", "plan_epoch", "block_starts", "share", "hash_seed"]
+__all__ = ["METHOD", "ShuffleOptions", "Layout", "EpochPlan", "Round", "fragment_blocks", "share", "hash_seed"]
 
-METHOD = "blocks-lanes-window-v1"
+METHOD = "fragment-blocks-lanes-window-v2"
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MASK64 = (1 << 64) - 1
+_SPAN = 1 << 22  # clouds hashed at a time when counting a selection
 
 
 @dataclass(frozen=True)
@@ -49,12 +57,11 @@ class ShuffleOptions:
 
     Attributes:
         buffer_size: reach of the buffer shuffle in clouds; default ``max(2 * batch_size,
-            2 * block)`` where ``block`` is the mean block length, so that a batch draws from about
-            five blocks. Memory per lane read is about ``2 * buffer_size + batch_size + block``
-            decoded clouds; a larger buffer mixes more blocks into each batch.
-        block_clouds: merge chunk-aligned runs to about this many clouds per block; default
-            ``None``: four points chunks per block (a block read then decodes its boundary chunk
-            once more, so longer blocks waste less).
+            2 * block)`` where ``block`` is the mean number of selected clouds per block, so that a
+            batch draws from about five blocks. A larger buffer mixes more blocks into each batch.
+        block_clouds: clouds per block; default ``None``: four points chunks' worth at the
+            store's mean multiplicity (a block read decodes its two boundary chunks in part, so
+            longer blocks waste less).
         lanes: parallel segments of the sequence; a worker reads only its lanes (see module doc).
         bucket: sort windows of this many batches by multiplicity (None: off), to cut padding.
     """
@@ -82,46 +89,103 @@ def hash_seed(*words: int) -> int:
     return int(state)
 
 
-def _uniform(n: int, *words: int) -> np.ndarray:
-    """``n`` floats in [0, 1) from the splitmix64 stream named by ``words`` (53-bit mantissa)."""
+def _uniform_at(index: np.ndarray, *words: int) -> np.ndarray:
+    """Element ``index`` of the stream of floats in [0, 1) named by ``words`` (53-bit mantissa)."""
     base = np.uint64(hash_seed(*words))
     with np.errstate(over="ignore"):
-        keys = splitmix64(base + (np.arange(1, n + 1, dtype=np.uint64) * _GOLDEN))
+        keys = splitmix64(base + (np.asarray(index, dtype=np.int64).astype(np.uint64) + np.uint64(1)) * _GOLDEN)
     return (keys >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
-def block_starts(chunk_starts: np.ndarray, fragment_starts: np.ndarray, block_clouds: int | None,
-                 counts: np.ndarray, chunks_per_block: int = 4) -> np.ndarray:
-    """Global indices of the clouds that open a block.
+def fragment_blocks(fragment_starts: np.ndarray, block_clouds: int) -> np.ndarray:
+    """First global cloud of every block, then the number of clouds: ``[num_blocks + 1]``.
 
-    Chunk boundaries are thinned to about ``block_clouds`` clouds per block (default: the mean
-    number of clouds in ``chunks_per_block`` chunks); fragment starts are always kept, so a block
-    never spans two fragments.
+    Each fragment (``fragment_starts``: first cloud of each, then the total) is cut into runs of
+    ``block_clouds`` clouds; a block never spans two fragments.
     """
-    if len(chunk_starts) == 0:
-        return np.zeros(0, dtype=np.int64)
-    if block_clouds is None:
-        n = len(counts)
-        block_clouds = max(1, int(round(chunks_per_block * n / max(1, len(chunk_starts)))))
-    # Keep the first boundary in each bin of block_clouds cloud indices: vectorised, blocks of
-    # roughly block_clouds (between one chunk and about twice the target).
-    _, first = np.unique(chunk_starts // block_clouds, return_index=True)
-    return np.union1d(chunk_starts[first], fragment_starts).astype(np.int64)
+    starts = np.asarray(fragment_starts, dtype=np.int64)
+    b = max(1, int(block_clouds))
+    per = -(-np.diff(starts) // b)
+    first = np.repeat(starts[:-1], per) + b * (np.arange(int(per.sum()), dtype=np.int64) - np.repeat(np.cumsum(per) - per, per))
+    return np.append(first, starts[-1]).astype(np.int64)
 
 
 @dataclass(frozen=True)
-class EpochPlan:
-    """One epoch's global order.
+class Layout:
+    """What the plan knows of the store and the selection: a few numbers per block.
 
     Attributes:
-        seq: global cloud indices in block-shuffled order (``S``), ``[n]``.
-        piece: for each position of ``seq``, its piece: a run of one block inside one segment
-            (the unit a worker reads), ``[n]``.
-        piece_starts: first position of each piece in ``seq``, then ``n``.
-        order: positions into ``seq`` in global order, ``[num_used]``; batch ``k`` is
-            ``order[k * batch_size:(k + 1) * batch_size]``.
-        batch_size: clouds per batch (the last batch may be shorter unless ``drop_last``).
-        num_batches: batches in the epoch.
+        blocks: first cloud of every block, then the number of clouds (:func:`fragment_blocks`).
+        selected: clouds of the selection in each block.
+        member: ``ids -> bool mask`` deciding the selection per cloud (None: every cloud).
+    """
+
+    blocks: np.ndarray
+    selected: np.ndarray
+    member: Callable[[np.ndarray], np.ndarray] | None = None
+
+    @classmethod
+    def build(cls, blocks: np.ndarray, member: Callable[[np.ndarray], np.ndarray] | None = None) -> "Layout":
+        """Count the selection in each block: a pass over the clouds' indices (hashed, never stored)."""
+        blocks = np.asarray(blocks, dtype=np.int64)
+        if member is None:
+            return cls(blocks, np.diff(blocks), None)
+        n = int(blocks[-1])
+        before = np.zeros(len(blocks), dtype=np.int64)  # selected clouds before each block's start
+        total = 0
+        for a in range(0, n, _SPAN):
+            b = min(n, a + _SPAN)
+            upto = np.concatenate([[0], np.cumsum(member(np.arange(a, b, dtype=np.int64)))])
+            j0, j1 = np.searchsorted(blocks, [a, b], side="left")
+            before[j0:j1] = total + upto[blocks[j0:j1] - a]
+            total += int(upto[-1])
+        before[-1] = total
+        return cls(blocks, np.diff(before), member)
+
+    @property
+    def num_clouds(self) -> int:
+        """Clouds of the selection."""
+        return int(self.selected.sum())
+
+    def select_at(self, ranks: np.ndarray) -> np.ndarray:
+        """The selected clouds of the given ranks (0-based, in store order), e.g. a spread sample."""
+        ranks = np.asarray(ranks, dtype=np.int64)
+        cum = np.concatenate([[0], np.cumsum(self.selected)])
+        block = np.searchsorted(cum, ranks, side="right") - 1
+        out = np.empty(len(ranks), dtype=np.int64)
+        for j in np.unique(block):
+            at = block == j
+            ids = _block_ids(self, np.array([j]))[0]
+            out[at] = ids[ranks[at] - cum[j]]
+        return out
+
+
+def _block_ids(layout: Layout, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Selected clouds of ``blocks`` (in that order, store order inside each) and the position in
+    ``blocks`` each came from."""
+    lo, hi = layout.blocks[blocks], layout.blocks[blocks + 1]
+    sizes = hi - lo
+    ids = np.repeat(lo - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()), dtype=np.int64)
+    which = np.repeat(np.arange(len(blocks), dtype=np.int64), sizes)
+    if layout.member is not None:
+        keep = layout.member(ids)
+        ids, which = ids[keep], which[keep]
+    if len(ids) != int(layout.selected[blocks].sum()):
+        raise RuntimeError("the selection of a block changed while the loader read it (store rewritten?)")
+    return ids, which
+
+
+@dataclass(frozen=True)
+class Round:
+    """The clouds of some batches, laid out for reading: what :mod:`.window` consumes.
+
+    Attributes:
+        seq: the clouds the batches need, in sequence (``S``) order, ``[m]``.
+        piece: the piece of each (a run of one block inside one segment: one contiguous read).
+        piece_starts: first index of each piece in ``seq``, then ``m``.
+        order: indices into ``seq`` of the batches' clouds, batch after batch.
+        batch_size: clouds per batch; batch ``t`` is ``order[t * batch_size:(t + 1) * batch_size]``
+            (only the last may be shorter).
     """
 
     seq: np.ndarray
@@ -129,36 +193,17 @@ class EpochPlan:
     piece_starts: np.ndarray
     order: np.ndarray
     batch_size: int
-    num_batches: int
 
-    def clouds(self) -> np.ndarray:
-        """Global cloud indices in the epoch's global order."""
-        return self.seq[self.order]
-
-    def batch(self, k: int) -> np.ndarray:
-        """Positions into ``seq`` of global batch ``k``."""
-        return self.order[k * self.batch_size : (k + 1) * self.batch_size]
+    def batch(self, t: int) -> np.ndarray:
+        """Indices into ``seq`` of batch ``t`` of the round."""
+        return self.order[t * self.batch_size : (t + 1) * self.batch_size]
 
 
-def plan_epoch(
-    selection: np.ndarray,
-    blocks: np.ndarray,
-    counts: np.ndarray,
-    *,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-    epoch: int,
-    options: ShuffleOptions = ShuffleOptions(),
-    drop_last: bool = False,
-    world_size: int = 1,
-) -> EpochPlan:
-    """The global order of epoch ``epoch`` (see the module docstring for the method).
+class EpochPlan:
+    """One epoch's global order (see the module docstring for the method).
 
     Args:
-        selection: sorted global indices of the clouds to stream (a split, or all).
-        blocks: sorted global indices opening each block (:func:`block_starts`).
-        counts: multiplicity of every cloud of the store (for bucketing).
+        layout: blocks and selection (:class:`Layout`).
         batch_size: clouds per batch.
         shuffle: False: the selection in store order, one lane, no bucketing.
         seed, epoch: name the permutation.
@@ -166,67 +211,149 @@ def plan_epoch(
         drop_last: drop the last partial batch, and as many full batches as needed for every
             rank to get the same number (what DistributedDataParallel needs).
         world_size: number of ranks (used only by ``drop_last``).
+        counts: ``ids -> points per cloud`` (needed by bucketing only).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    sel = np.asarray(selection, dtype=np.int64)
-    n, b = len(sel), int(batch_size)
-    block_of = np.searchsorted(blocks, sel, side="right") - 1
-    if shuffle and n:
-        # Hash keys of the store's block ids (not of their rank in the selection): a block's place
-        # does not depend on which other blocks the split selected.
-        uniq, inverse = np.unique(block_of, return_inverse=True)
-        keys = _uniform(int(blocks.size), seed, epoch, 1)[uniq]
-        block_rank = np.empty(len(uniq), dtype=np.int64)
-        block_rank[np.argsort(keys, kind="stable")] = np.arange(len(uniq))
-        s_order = np.argsort(block_rank[inverse], kind="stable")
-        seq, seq_block = sel[s_order], block_of[s_order]
-    else:
-        seq, seq_block = sel, block_of
-    lanes = options.lanes if shuffle else 1
-    m = (n // (lanes * b)) * b
-    pos = np.arange(n, dtype=np.int64)
-    seg = np.minimum(pos // m, lanes) if m else np.full(n, lanes, dtype=np.int64)
-    seg_start = np.where(seg < lanes, seg * m, lanes * m)
-    if shuffle and n:
-        mean_block = n / max(1, len(np.unique(seq_block)))
-        buffer = options.buffer_size or max(2 * b, int(2 * mean_block))
-        key = (pos - seg_start) + _uniform(n, seed, epoch, 2) * buffer
-        order = np.lexsort((key, seg))
-        if options.bucket:
-            order = _bucket(order, seg[order], seg_start[order], counts[seq[order]], b, options.bucket, seed, epoch)
-    else:
-        order = pos
-    lane_part = order[: lanes * m].reshape(lanes, m // b if m else 0, b).transpose(1, 0, 2).reshape(-1)
-    order = np.concatenate([lane_part, order[lanes * m :]])
-    if drop_last:
-        full = (n // b // world_size) * world_size
-        order, num_batches = order[: full * b], full
-    else:
-        num_batches = -(-n // b)
-    cut = np.flatnonzero((np.diff(seq_block) != 0) | (np.diff(seg) != 0)) + 1 if n else np.zeros(0, np.int64)
-    piece = np.zeros(n, dtype=np.int64)
-    piece[cut] = 1
-    piece = np.cumsum(piece)
-    piece_starts = np.concatenate([[0], cut, [n]]).astype(np.int64)
-    return EpochPlan(seq, piece, piece_starts, order, b, int(num_batches))
 
+    def __init__(self, layout: Layout, *, batch_size: int, shuffle: bool, seed: int, epoch: int,
+                 options: ShuffleOptions = ShuffleOptions(), drop_last: bool = False, world_size: int = 1,
+                 counts: Callable[[np.ndarray], np.ndarray] | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if shuffle and options.bucket and counts is None:
+            raise ValueError("bucketing needs the clouds' counts")
+        self.layout, self.seed, self.epoch, self.shuffle = layout, int(seed), int(epoch), bool(shuffle)
+        self.batch_size = b = int(batch_size)
+        self.bucket = options.bucket if shuffle else None
+        self._counts = counts
+        nonempty = np.flatnonzero(layout.selected)
+        if shuffle and len(nonempty):
+            # Hash keys of the store's block ids (not of their rank among non-empty blocks): a
+            # block's place does not depend on which other blocks the split selected.
+            nonempty = nonempty[np.argsort(_uniform_at(nonempty, seed, epoch, 1), kind="stable")]
+        self._sblocks = nonempty
+        self._scum = np.concatenate([[0], np.cumsum(layout.selected[nonempty])]).astype(np.int64)
+        n = self.num_clouds = int(self._scum[-1])
+        self.lanes = lanes = options.lanes if shuffle else 1
+        self._m = (n // (lanes * b)) * b  # clouds per lane segment
+        self._lane_batches = lanes * (self._m // b)
+        self.buffer = int(options.buffer_size or max(2 * b, int(2 * n / max(1, len(nonempty)))))
+        if drop_last:
+            self.num_batches = (n // b // world_size) * world_size
+        else:
+            self.num_batches = -(-n // b)
+        # Ranks of a segment are worked out a window at a time (a bucketing window, or enough
+        # batches that the buffer margins on either side cost little); one window per lane is kept.
+        self._span = self.bucket * b if self.bucket else b * max(16, -(-2 * self.buffer // b))
+        self._window: dict[int, tuple[int, np.ndarray]] = {}
 
-def _bucket(order, seg, seg_start, counts, b, bucket, seed, epoch) -> np.ndarray:
-    """Sort windows of ``bucket`` batches by multiplicity, then put each window's batches in hash order.
+    # -- segments ---------------------------------------------------------------------------------
+    def _segment(self, s: int) -> tuple[int, int]:
+        """(first position in ``S``, length) of segment ``s`` (``lanes``: the tail)."""
+        if s < self.lanes:
+            return s * self._m, self._m
+        return self.lanes * self._m, self.num_clouds - self.lanes * self._m
 
-    ``order`` is grouped by segment and every segment but the tail holds whole batches, so
-    ``place // b`` numbers the batches of all segments at once.
-    """
-    n = len(order)
-    place = np.arange(n, dtype=np.int64)
-    rank = place - seg_start  # place inside the segment
-    window = seg * (n + 1) + rank // (bucket * b)
-    order = order[np.lexsort((counts, window))]
-    batch = place // b
-    # The last batch of the tail may be partial: it keeps its place at the very end.
-    key = np.where(batch < n // b, _uniform(-(-n // b), seed, epoch, 3)[batch], 2.0)
-    return order[np.lexsort((place, key, window))]
+    def _where(self, k: int) -> tuple[int, int, int]:
+        """(segment, first rank, end rank) of global batch ``k``."""
+        b = self.batch_size
+        if k < self._lane_batches:
+            q0 = (k // self.lanes) * b
+            return k % self.lanes, q0, q0 + b
+        q0 = (k - self._lane_batches) * b
+        return self.lanes, q0, min(q0 + b, self._segment(self.lanes)[1])
+
+    def _ranked(self, s: int, q0: int, q1: int) -> np.ndarray:
+        """Positions in ``S`` of ranks ``[q0, q1)`` of segment ``s`` after the buffer shuffle.
+
+        A cloud at position ``p`` ends at a rank within ``buffer`` of ``p`` (at most ``buffer``
+        keys can pass it either way), so every cloud of ranks ``[q0, q1)`` lies in
+        ``[q0 - buffer, q1 + buffer)``, and every cloud before that range ranks before ``q0``:
+        sorting that range alone gives the ranks exactly, ties in store order as a full sort would.
+        """
+        start, length = self._segment(s)
+        if not self.shuffle:
+            return start + np.arange(q0, q1, dtype=np.int64)
+        w0, w1 = max(0, q0 - self.buffer), min(length, q1 + self.buffer)
+        pos = np.arange(w0, w1, dtype=np.int64)
+        key = pos + _uniform_at(start + pos, self.seed, self.epoch, 2) * self.buffer
+        return start + w0 + np.argsort(key, kind="stable")[q0 - w0 : q1 - w0]
+
+    def _window_of(self, s: int, w: int) -> np.ndarray:
+        """Positions in ``S`` of window ``w`` of segment ``s`` in final order (cached per segment)."""
+        cached = self._window.get(s)
+        if cached is not None and cached[0] == w:
+            return cached[1]
+        start, length = self._segment(s)
+        r0, r1 = w * self._span, min(length, (w + 1) * self._span)
+        pos = self._ranked(s, r0, r1)
+        if self.bucket:
+            b = self.batch_size
+            pos = pos[np.argsort(self._counts(self.ids(pos)[0]), kind="stable")]
+            place = np.arange(len(pos), dtype=np.int64)
+            batch = (start + r0 + place) // b  # batches numbered over all segments in sequence order
+            # The partial last batch of the tail keeps its place at the very end.
+            key = np.where(batch < self.num_clouds // b, _uniform_at(batch, self.seed, self.epoch, 3), 2.0)
+            pos = pos[np.lexsort((place, key))]
+        self._window[s] = (w, pos)
+        return pos
+
+    def positions(self, k: int) -> np.ndarray:
+        """Positions in ``S`` of the clouds of global batch ``k``, in batch order."""
+        if not 0 <= k < self.num_batches:
+            raise IndexError(f"batch {k} out of range for an epoch of {self.num_batches} batches")
+        s, q0, q1 = self._where(int(k))
+        w = q0 // self._span
+        return self._window_of(s, w)[q0 - w * self._span : q1 - w * self._span]
+
+    # -- clouds -----------------------------------------------------------------------------------
+    def ids(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(cloud, block in ``S``) at positions of ``S``, which should lie close together (one
+        window): the blocks between the first and last are enumerated."""
+        pos = np.asarray(positions, dtype=np.int64)
+        if not len(pos):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        lo, hi = int(pos.min()), int(pos.max())
+        i0, i1 = np.searchsorted(self._scum, [lo, hi], side="right") - 1
+        spans = np.arange(i0, i1 + 1, dtype=np.int64)
+        ids, which = _block_ids(self.layout, self._sblocks[spans])
+        at = pos - self._scum[i0]
+        return ids[at], spans[which[at]]
+
+    def batch(self, k: int) -> np.ndarray:
+        """Global cloud indices of batch ``k``, in batch order."""
+        return self.ids(self.positions(k))[0]
+
+    def clouds(self) -> np.ndarray:
+        """Global cloud indices of the whole epoch in global order (O(clouds): for small stores and tests)."""
+        parts = [self.batch(k) for k in range(self.num_batches)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def round_batches(self, readers: int = 1) -> int:
+        """Global batches per round: one window of every lane, and at least 16 batches for each of
+        ``readers`` (ranks times workers) sharing them."""
+        per_lane = max(self._span // self.batch_size, -(-16 * readers // self.lanes))
+        per_lane = -(-per_lane // (self._span // self.batch_size)) * (self._span // self.batch_size)
+        return self.lanes * per_lane
+
+    def round(self, batch_ids: np.ndarray) -> Round:
+        """The clouds of the given global batches (ascending; only the epoch's last may be
+        partial), laid out as pieces for reading."""
+        batch_ids = np.asarray(batch_ids, dtype=np.int64)
+        per_batch = [self.positions(int(k)) for k in batch_ids]
+        flat = np.concatenate(per_batch) if per_batch else np.zeros(0, np.int64)
+        uniq, order = np.unique(flat, return_inverse=True)
+        # One lookup per segment: its positions lie in one window, the segments far apart.
+        seg = np.minimum(uniq // self._m, self.lanes) if self._m else np.full(len(uniq), self.lanes)
+        ids, block = np.empty(len(uniq), np.int64), np.empty(len(uniq), np.int64)
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(seg)) + 1, [len(uniq)]])
+        for a, c in zip(bounds[:-1], bounds[1:]):
+            ids[a:c], block[a:c] = self.ids(uniq[a:c])
+        cut = np.flatnonzero((np.diff(block) != 0) | (np.diff(seg) != 0)) + 1
+        piece = np.zeros(len(uniq), dtype=np.int64)
+        piece[cut] = 1
+        piece = np.cumsum(piece)
+        piece_starts = np.concatenate([[0], cut, [len(uniq)]]).astype(np.int64)
+        return Round(ids, piece, piece_starts, order.reshape(-1).astype(np.int64), self.batch_size)
 
 
 def share(num_batches: int, *, rank: int, world_size: int, start: int = 0, worker: int = 0,

@@ -1,8 +1,8 @@
 """Reading one worker's batches: pieces decoded into a ring by a background thread, batches padded out of it.
 
-A worker knows its whole schedule for the epoch (:func:`~pcdata.loaders.order.share`): which
-batch first and last needs each piece. :func:`plan_ring` places every piece in a ring of rows
-before the epoch starts, so that a piece only overwrites pieces whose last batch comes before its
+A worker knows its schedule a round at a time (:meth:`~pcdata.loaders.order.EpochPlan.round`):
+which batch first and last needs each piece. :func:`plan_ring` places every piece in a ring of
+rows before the round starts, so that a piece only overwrites pieces whose last batch comes before its
 first one. A reader thread then decodes pieces straight into their place, in load order, running
 ahead as far as the ring allows, while this thread pads batches out of the ring; when this thread
 would wait for a piece it decodes the next one itself. Decoding (Blosc, which releases the GIL)
@@ -23,13 +23,13 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .order import EpochPlan
+from .order import Round
 
 __all__ = ["RingPlan", "plan_ring", "RingReader", "pad_batch", "flat_batch_positions"]
 
 
-def flat_batch_positions(plan: EpochPlan, batch_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions into ``plan.seq`` of the given batches, concatenated, and the batch bounds."""
+def flat_batch_positions(plan: Round, batch_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions into ``plan.seq`` of the given batches of a round, concatenated, and the batch bounds."""
     b = plan.batch_size
     starts = batch_ids * b
     sizes = np.clip(len(plan.order) - starts, 0, b)
@@ -40,7 +40,7 @@ def flat_batch_positions(plan: EpochPlan, batch_ids: np.ndarray) -> tuple[np.nda
 
 @dataclass(frozen=True)
 class RingPlan:
-    """Where each piece of one worker's epoch lives in the ring, and when it may be written.
+    """Where each piece of one worker's round lives in the ring, and when it may be written.
 
     Attributes:
         loads: pieces in the order the reader decodes them (by the first batch that needs them).
@@ -64,15 +64,15 @@ class RingPlan:
     capacity: int
 
 
-def plan_ring(plan: EpochPlan, batch_ids: np.ndarray, positions: np.ndarray, bounds: np.ndarray,
-              offsets: np.ndarray, capacity: int = 0) -> RingPlan:
+def plan_ring(plan: Round, batch_ids: np.ndarray, positions: np.ndarray, bounds: np.ndarray,
+              starts: np.ndarray, counts: np.ndarray, capacity: int = 0) -> RingPlan:
     """Place the pieces of a worker's batches in a ring of at least ``capacity`` rows.
 
     Args:
-        plan: the epoch plan.
-        batch_ids: the worker's batches in the order it yields them.
+        plan: the round.
+        batch_ids: the round's batches in the order the worker yields them.
         positions, bounds: :func:`flat_batch_positions` of those batches.
-        offsets: the store's global offsets.
+        starts, counts: global first point row and points of each cloud of ``plan.seq``.
         capacity: the ring's current size (a larger one is planned when needed).
     """
     steps = len(batch_ids)
@@ -89,8 +89,8 @@ def plan_ring(plan: EpochPlan, batch_ids: np.ndarray, positions: np.ndarray, bou
     # small part of the block stores only its clouds' rows.
     ps, seq = plan.piece_starts, plan.seq
     a, c = ps[loads], ps[loads + 1]
-    p0, p1 = offsets[seq[a]], offsets[seq[c - 1] + 1]
-    seq_counts = offsets[seq + 1] - offsets[seq]
+    p0, p1 = starts[a], starts[c - 1] + counts[c - 1]
+    seq_counts = counts
     csum = np.concatenate([[0], np.cumsum(seq_counts)])
     kept = csum[c] - csum[a]
     filtered = kept < 0.9 * (p1 - p0)
@@ -108,13 +108,11 @@ def plan_ring(plan: EpochPlan, batch_ids: np.ndarray, positions: np.ndarray, bou
     gather: list[np.ndarray | None] = []
     for j in range(len(loads)):
         span = slice(int(a[j]), int(c[j]))
-        ids = seq[span]
         if filtered[j]:
-            counts = seq_counts[span]
             local = csum[span] - csum[a[j]]
-            gather.append(np.repeat(offsets[ids] - p0[j] - local, counts) + np.arange(int(kept[j]), dtype=np.int64))
+            gather.append(np.repeat(starts[span] - p0[j] - local, seq_counts[span]) + np.arange(int(kept[j]), dtype=np.int64))
         else:
-            local = offsets[ids] - p0[j]
+            local = starts[span] - p0[j]
             gather.append(None)
         first_row[span] = lo[j] + local
     return RingPlan(loads, load_at, lo, ready, np.stack([p0, p1], axis=1), gather, first_row, capacity)
@@ -161,20 +159,20 @@ def _place(size: np.ndarray, first_t: np.ndarray, last_t: np.ndarray, capacity: 
 
 
 class RingReader:
-    """Yields a worker's batches as (global batch id, positions into ``plan.seq``), with the
-    points of every position decoded into :attr:`rows` at :attr:`first_row`.
+    """Yields a worker's batches of a round as (batch id in the round, positions into
+    ``plan.seq``), with the points of every position decoded into :attr:`rows` at :attr:`first_row`.
 
     Args:
-        plan: the epoch plan.
-        batch_ids: this worker's global batches, in the order it yields them.
-        offsets: global offsets of the store ``[num_clouds + 1]``.
+        plan: the round.
+        batch_ids: this worker's batches of the round, in the order it yields them.
+        starts, counts: global first point row and points of each cloud of ``plan.seq``.
         read_points: ``(start, stop, out) -> out``: store rows decoded into ``out``.
         store_width: point features of the store.
         columns: point feature columns to keep (None: all).
-        rows: the ring of the previous epoch, reused when big enough (its pages are mapped).
+        rows: the ring of the previous round, reused when big enough (its pages are mapped).
     """
 
-    def __init__(self, plan: EpochPlan, batch_ids: np.ndarray, offsets: np.ndarray,
+    def __init__(self, plan: Round, batch_ids: np.ndarray, starts: np.ndarray, counts: np.ndarray,
                  read_points: Callable[[int, int, np.ndarray], np.ndarray], store_width: int,
                  columns: np.ndarray | None, rows: np.ndarray | None = None):
         self.plan, self.batch_ids = plan, np.asarray(batch_ids, dtype=np.int64)
@@ -182,11 +180,11 @@ class RingReader:
         width = store_width if columns is None else len(columns)
         self.positions, self.bounds = flat_batch_positions(plan, self.batch_ids)
         reuse = rows is not None and rows.shape[1] == width
-        self.ring = plan_ring(plan, self.batch_ids, self.positions, self.bounds, offsets,
+        self.ring = plan_ring(plan, self.batch_ids, self.positions, self.bounds, starts, counts,
                               capacity=len(rows) if reuse else 0)
         if reuse and len(rows) >= self.ring.capacity:
             self.rows = rows
-        else:  # a quarter more than needed: the next epochs' plans fit (new pages are slow to touch)
+        else:  # a quarter more than needed: the next rounds' plans fit (new pages are slow to touch)
             self.rows = np.zeros((self.ring.capacity * 5 // 4, width), np.float32)
         self.first_row = self.ring.first_row
         self._cond = threading.Condition()
@@ -314,8 +312,9 @@ def pad_batch(rows: np.ndarray, first_row: np.ndarray, counts: np.ndarray, pad: 
     points = torch.empty((b, n, width), dtype=torch.float32)
     mask = torch.empty((b, n), dtype=torch.bool)
     fields = torch.empty((b, cloud.shape[1]), dtype=torch.float32)
-    cut = _kernel()(np.ascontiguousarray(rows, dtype=np.float32), first_row, counts, cloud, ids,
-                    points.numpy(), mask.numpy(), fields.numpy(), _SINK)
+    kernel = _ASSEMBLE or _warm_kernel()
+    cut = kernel(np.ascontiguousarray(rows, dtype=np.float32), first_row, counts, cloud, ids,
+                 points.numpy(), mask.numpy(), fields.numpy(), _SINK)
     if cut < 0:
         raise ValueError(f"pad_batch: a cloud reaches past the {len(rows)} rows given, or a field row past {len(cloud)}")
     return points, mask, fields, int(cut)
@@ -325,6 +324,36 @@ _NO_FIELDS = np.zeros((1, 0), dtype=np.float32)
 _GROUP, _TOUCH = 16384, 1024  # floats: clouds touched ahead per group, and of each cloud
 _SINK = np.zeros(1, np.float32)  # where the kernel stores what it touched (any thread; never read)
 _ASSEMBLE = None
+_WARMING: threading.Thread | None = None
+_WARM_LOCK = threading.Lock()
+
+
+def _warm_kernel():
+    """The numpy assembly for now, while the compiled kernel loads in a thread.
+
+    Loading numba and its cached machine code takes about a second in a fresh process; the first
+    batches need not wait for it (the numpy path gives the same bytes, only slower)."""
+    global _WARMING
+    with _WARM_LOCK:
+        if _WARMING is None:
+            _WARMING = threading.Thread(target=_kernel, name="pcdata-kernel", daemon=True)
+            _WARMING.start()
+    return _ASSEMBLE or _assemble_numpy
+
+
+def _assemble_numpy(rows, first_row, counts, cloud, ids, points, mask, fields, sink) -> int:
+    """What the compiled kernel does, in numpy (several passes and temporaries)."""
+    b, n, w = points.shape
+    keep = np.minimum(counts, n)
+    if b and (first_row.min() < 0 or (first_row + keep).max() > rows.shape[0] or ids.min() < 0
+              or ids.max() >= cloud.shape[0]):
+        return -1
+    position = np.arange(n)
+    mask[...] = position[None, :] < keep[:, None]
+    points[...] = 0.0
+    points[mask] = rows[(first_row[:, None] + position[None, :])[mask]]
+    fields[...] = cloud[ids]
+    return int((counts - keep).sum())
 
 
 def _kernel():

@@ -117,6 +117,86 @@ def _first_bad_row(bad: np.ndarray, start: int) -> int:
     return start + int(np.flatnonzero(bad)[0])
 
 
+_SCAN_ERRORS = {
+    1: "particle_features has non-finite values (first at jet {jet})",
+    2: "jet_features has non-finite values (first at jet {jet})",
+    3: "mask values must be 0 or 1 (first violation at jet {jet})",
+    4: "real particles must come before the padding (mask not a prefix at jet {jet})",
+    5: "padding (mask 0) is not zero (first at jet {jet})",
+    6: "num_particles must be a non-negative integer (first violation at jet {jet})",
+    7: "mask disagrees with num_particles at jet {jet} ({real} real particles, num_particles {num:.0f}, P {P})",
+}
+_SCAN = _GATHER = None
+
+
+def _scan_kernel():
+    """One pass over a block checking every rule of the layout (compiled by numba, cached on disk).
+
+    numpy needs a pass and a temporary per rule (about 6x slower on JetNet150 blocks). Returns
+    ``(code, first bad jet, real particles per jet)``; code 0 when the block is valid, else a key
+    of ``_SCAN_ERRORS`` (the first jet breaking any rule, with the first rule it breaks)."""
+    global _SCAN
+    if _SCAN is None:
+        import numba
+
+        @numba.njit(nogil=True, cache=True)
+        def scan(pf, jf, num_particles):  # pragma: no cover - compiled
+            n, p = pf.shape[0], pf.shape[1]
+            n_real = np.zeros(n, np.int64)
+            for i in range(n):
+                k, padding = 0, False
+                for j in range(p):
+                    eta, phi, pt, m = pf[i, j, 0], pf[i, j, 1], pf[i, j, 2], pf[i, j, 3]
+                    if not (np.isfinite(eta) and np.isfinite(phi) and np.isfinite(pt) and np.isfinite(m)):
+                        return 1, i, n_real
+                for c in range(jf.shape[1]):
+                    if not np.isfinite(jf[i, c]):
+                        return 2, i, n_real
+                for j in range(p):
+                    m = pf[i, j, 3]
+                    if m == 1.0:
+                        if padding:
+                            return 4, i, n_real
+                        k += 1
+                    elif m == 0.0:
+                        padding = True
+                        if pf[i, j, 0] != 0.0 or pf[i, j, 1] != 0.0 or pf[i, j, 2] != 0.0:
+                            return 5, i, n_real
+                    else:
+                        return 3, i, n_real
+                n_real[i] = k
+                num = jf[i, 3]
+                if num != np.round(num) or num < 0:
+                    return 6, i, n_real
+                if k != min(num, num_particles):
+                    return 7, i, n_real
+            return 0, 0, n_real
+
+        _SCAN = scan
+    return _SCAN
+
+
+def _gather_kernel():
+    """The real particles' (eta, phi, pt) of a validated block, packed (one pass, compiled)."""
+    global _GATHER
+    if _GATHER is None:
+        import numba
+
+        @numba.njit(nogil=True, cache=True)
+        def gather(pf, n_real, offsets):  # pragma: no cover - compiled
+            out = np.empty((offsets[-1], 3), np.float32)
+            for i in range(pf.shape[0]):
+                o = offsets[i]
+                for j in range(n_real[i]):
+                    out[o + j, 0] = pf[i, j, 0]
+                    out[o + j, 1] = pf[i, j, 1]
+                    out[o + j, 2] = pf[i, j, 2]
+            return out
+
+        _GATHER = gather
+    return _GATHER
+
+
 def read_jetnet_block(file: JetNetFile, start: int, stop: int) -> Clouds:
     """Read jets ``start:stop`` of a file, check their values, keep only real particles.
 
@@ -134,44 +214,16 @@ def read_jetnet_block(file: JetNetFile, start: int, stop: int) -> Clouds:
     except Exception as err:  # h5py raises OSError/KeyError/ValueError for damaged files
         raise SourceError(f"{path}: cannot read jets {start}:{stop} ({type(err).__name__}: {err})") from err
 
-    # Each check runs over the whole block first; rows are located only when one fails.
-    for key, arr in (("particle_features", pf), ("jet_features", jf)):
-        if not np.isfinite(arr).all():
-            bad = ~np.isfinite(arr).reshape(len(arr), -1).all(axis=1)
-            raise SourceError(f"{path}: {key} has non-finite values (first at jet {_first_bad_row(bad, start)})")
-    mask = pf[:, :, 3]
-    real = mask == 1
-    if not (real | (mask == 0)).all():
-        bad = ~(real | (mask == 0)).all(axis=1)
-        raise SourceError(f"{path}: mask values must be 0 or 1 (first violation at jet {_first_bad_row(bad, start)})")
-    after_padding = real[:, 1:] & ~real[:, :-1]
-    if after_padding.any():
-        raise SourceError(f"{path}: real particles must come before the padding "
-                          f"(mask not a prefix at jet {_first_bad_row(after_padding.any(axis=1), start)})")
-    n_real = real.sum(axis=1)
-    # Real particles form a prefix, so padding is zero iff the feature sum over the padding is.
-    padded = np.abs(pf[:, :, :3]).sum(axis=2)
-    padded[real] = 0
-    if padded.any():
-        raise SourceError(f"{path}: padding (mask 0) is not zero (first at jet {_first_bad_row(padded.any(axis=1), start)})")
-    num = jf[:, 3]
-    bad = (num != np.round(num)) | (num < 0)
-    if bad.any():
-        raise SourceError(
-            f"{path}: num_particles must be a non-negative integer (first violation at jet {_first_bad_row(bad, start)})"
-        )
-    bad = n_real != np.minimum(num, file.num_particles)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise SourceError(
-            f"{path}: mask disagrees with num_particles at jet {start + i} "
-            f"({int(n_real[i])} real particles, num_particles {int(num[i])}, P {file.num_particles})"
-        )
-
+    code, row, n_real = _scan_kernel()(pf, jf, file.num_particles)
+    if code:
+        raise SourceError(f"{path}: " + _SCAN_ERRORS[code].format(jet=start + row, P=file.num_particles,
+                                                                  real=n_real[row] if row < len(n_real) else 0,
+                                                                  num=jf[row, 3] if row < len(jf) else 0))
     offsets = np.zeros(len(pf) + 1, dtype=np.int64)
     np.cumsum(n_real, out=offsets[1:])
+    num = jf[:, 3]
     return Clouds(
-        points=np.ascontiguousarray(pf[:, :, :3][real]),
+        points=_gather_kernel()(pf, n_real, offsets),
         offsets=offsets,
         fields={
             "pt": jf[:, 0].copy(),

@@ -198,6 +198,9 @@ class Provenance:
                    str(d.get("host", "")), str(d.get("created", "")))
 
 
+_SPLIT_METHODS = ("splitmix64-threshold-v1", "splitmix64-rank-v1")  # see pcdata.store.splits
+
+
 @dataclass(frozen=True)
 class SplitSpec:
     """Named splits: fractions in order, a seed, and the (versioned) assignment method.
@@ -208,9 +211,11 @@ class SplitSpec:
 
     fractions: tuple[tuple[str, float], ...] = (("train", 0.7), ("val", 0.15), ("test", 0.15))
     seed: int = 42
-    method: str = "splitmix64-rank-v1"
+    method: str = "splitmix64-threshold-v1"
 
     def __post_init__(self) -> None:
+        if self.method not in _SPLIT_METHODS:
+            raise StoreFormatError(f"splits: unknown method {self.method!r} (known: {', '.join(_SPLIT_METHODS)})")
         names = [n for n, _ in self.fractions]
         if len(set(names)) != len(names) or not names:
             raise StoreFormatError(f"splits: names must be unique and non-empty, found {names}")
@@ -229,7 +234,7 @@ class SplitSpec:
     def from_dict(cls, d: Mapping[str, Any], where: str = "splits") -> "SplitSpec":
         fractions = _require(d, "fractions", dict, where)
         method = _require(d, "method", str, where)
-        if method != "splitmix64-rank-v1":
+        if method not in _SPLIT_METHODS:
             raise StoreFormatError(f"{where}: unknown split method {method!r}")
         return cls(tuple((str(k), float(v)) for k, v in fractions.items()), _require(d, "seed", int, where), method)
 
@@ -256,6 +261,7 @@ class FragmentInfo:
     checksum: str
     source: dict[str, Any] = field(default_factory=dict)
     moments: dict[str, Moments] = field(default_factory=dict)
+    max_points: int = -1  # points of the fragment's longest cloud (-1: not recorded)
 
     @property
     def index(self) -> int:
@@ -263,7 +269,8 @@ class FragmentInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "num_clouds": self.num_clouds, "num_points": self.num_points, "checksum": self.checksum,
-                "source": dict(self.source), "moments": {k: m.to_dict() for k, m in self.moments.items()}}
+                "source": dict(self.source), "moments": {k: m.to_dict() for k, m in self.moments.items()},
+                "max_points": self.max_points}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "fragment") -> "FragmentInfo":
@@ -274,6 +281,7 @@ class FragmentInfo:
             checksum=_require(d, "checksum", str, where),
             source=dict(d.get("source", {})),
             moments={k: Moments.from_dict(v, f"{where}.moments.{k}") for k, v in dict(d.get("moments", {})).items()},
+            max_points=int(d.get("max_points", -1)),
         )
 
 

@@ -75,12 +75,12 @@ def group_document(attrs: dict | None = None) -> dict:
     return {"zarr_format": 3, "node_type": "group", "attributes": attrs or {}}
 
 
-def fragment_dir(store: str | os.PathLike, generation: str, fid: str) -> Path:
+def fragment_dir(store: str | os.PathLike, generation: str, fid: str) -> str:
     """Directory of fragment ``fid``: ``fragments/<generation>/d<index // 1000>/<fid>`` (format 1:
-    ``fragments/<fid>``, when ``generation`` is empty)."""
+    ``fragments/<fid>``, when ``generation`` is empty). A string: readers make one per fragment."""
     if not generation:
-        return Path(store) / "fragments" / fid
-    return Path(store) / "fragments" / generation / f"d{fragment_index(fid) // FANOUT:06d}" / fid
+        return os.path.join(store, "fragments", fid)
+    return os.path.join(store, "fragments", generation, f"d{fragment_index(fid) // FANOUT:06d}", fid)
 
 
 def _manifest_dir(store: Path, generation: str) -> Path:
@@ -96,7 +96,7 @@ def write_log(store: str | os.PathLike, generation: str, seq: int, infos: Iterab
     path = log_path(store, generation, seq)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {"format": MANIFEST_FORMAT, "version": 1, "kind": "log", "generation": generation,
-                             "seq": seq, "fragments": [i.to_dict() for i in infos]})
+                             "seq": seq, "fragments": [i.to_dict() for i in infos]}, indent=None)
 
 
 def _load(path: Path, where: str) -> dict:
@@ -137,8 +137,8 @@ def write_index(store: str | os.PathLike, generation: str, infos: list[FragmentI
             "format": MANIFEST_FORMAT, "version": 1, "kind": "index", "generation": generation,
             "ids": [i.id for i in chunk], "num_clouds": [i.num_clouds for i in chunk],
             "num_points": [i.num_points for i in chunk], "checksums": [i.checksum for i in chunk],
-            "sources": [i.source for i in chunk],
-        })
+            "sources": [i.source for i in chunk], "max_points": [i.max_points for i in chunk],
+        }, indent=None)
         parts.append(ManifestPart(str(path.relative_to(store)), len(chunk), sum(i.num_clouds for i in chunk),
                                   sum(i.num_points for i in chunk)))
     return tuple(parts)
@@ -151,7 +151,9 @@ def read_index_part(store: str | os.PathLike, generation: str, part: ManifestPar
     doc = _load(path, where)
     try:
         ids, clouds, points, sums, sources = (doc[k] for k in ("ids", "num_clouds", "num_points", "checksums", "sources"))
-        infos = [FragmentInfo(str(a), int(b), int(c), str(d), dict(e)) for a, b, c, d, e in zip(ids, clouds, points, sums, sources, strict=True)]
+        longest = doc.get("max_points", [-1] * len(ids))  # not in manifests written before it was recorded
+        infos = [FragmentInfo(str(a), int(b), int(c), str(d), dict(e), max_points=int(f))
+                 for a, b, c, d, e, f in zip(ids, clouds, points, sums, sources, longest, strict=True)]
     except (KeyError, TypeError, ValueError) as err:
         raise StoreFormatError(f"{where}: damaged manifest {path} ({err})") from None
     if (doc.get("generation") != generation or len(infos) != part.fragments or sum(clouds) != part.clouds

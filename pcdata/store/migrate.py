@@ -28,7 +28,7 @@ def _layout_of(store: Store) -> ChunkSpec:
         return store.meta.layout
     if not store.num_fragments:
         return ChunkSpec()
-    frag = store._fragment(0).path
+    frag = Path(store._fragment(0).path)
     try:
         points = json.loads((frag / "points" / "zarr.json").read_text())
         offsets = json.loads((frag / "offsets" / "zarr.json").read_text())

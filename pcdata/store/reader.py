@@ -23,7 +23,7 @@ from .chunks import ChunkFile, MappedRows, map_rows, open_chunks
 from .format import FeatureStats, FragmentInfo, StoreMeta
 from .metadata import fragment_dir, read_index_part, read_logs, read_root
 from .shards import ShardFile
-from .splits import split_indices
+from .splits import split_cuts, split_indices, split_member
 from .writer import content_checksum
 
 __all__ = ["open_store", "Store"]
@@ -69,19 +69,29 @@ def open_store(path: str | os.PathLike, *, allow_incomplete: bool = False) -> "S
 class _Fragment:
     """One committed fragment's arrays (format 2: sharded, read by :class:`ShardFile`)."""
 
+    # Stores have 10^5 fragments and more, and whole-store reads touch every one: building a
+    # fragment costs one path join; each array's reader is made when first read.
     def __init__(self, root: Path, meta: StoreMeta, info: FragmentInfo):
-        self.root, self.info = root, info
+        self.root, self.info, self.meta = root, info, meta
         self.path = fragment_dir(root, meta.generation, info.id)
         self.where = f"{root}: fragment {info.id}"
-        layout, compressed = meta.layout, meta.layout.cname != "none"
-        self._arrays = {"points": ShardFile(self.path / "points", (info.num_points, len(meta.point_features)),
-                                            np.float32, layout.points_rows, compressed, self.where),
-                        "offsets": ShardFile(self.path / "offsets", (info.num_clouds + 1,), np.int64, layout.clouds,
-                                             compressed, self.where)}
-        for f in meta.cloud_features:
-            self._arrays[f"cloud/{f.name}"] = ShardFile(self.path / "cloud" / f.name, (info.num_clouds,),
-                                                        np.dtype(f.dtype), layout.clouds, compressed, self.where)
+        self._arrays: dict[str, ShardFile] = {}
         self.fields: dict[str, np.ndarray] = {}
+
+    def _array(self, name: str) -> ShardFile:
+        array = self._arrays.get(name)
+        if array is None:
+            info, layout = self.info, self.meta.layout
+            if name == "points":
+                shape, dtype, rows = (info.num_points, len(self.meta.point_features)), np.float32, layout.points_rows
+            elif name == "offsets":
+                shape, dtype, rows = (info.num_clouds + 1,), np.int64, layout.clouds
+            else:
+                feature = next(f for f in self.meta.cloud_features if f"cloud/{f.name}" == name)
+                shape, dtype, rows = (info.num_clouds,), feature.dtype, layout.clouds
+            array = self._arrays[name] = ShardFile(os.path.join(self.path, name), shape, dtype, rows,
+                                                   layout.cname != "none", self.where)
+        return array
 
     @property
     def rows(self) -> int:
@@ -90,7 +100,7 @@ class _Fragment:
 
     @cached_property
     def offsets(self) -> np.ndarray:
-        off = self._arrays["offsets"].read()
+        off = self._array("offsets").read()
         n = self.info.num_points
         if off[0] != 0 or off[-1] != n or (len(off) > 1 and (np.diff(off) < 0).any()):
             raise StoreFormatError(f"{self.where}: damaged offsets (they must rise from 0 to {n})")
@@ -98,12 +108,12 @@ class _Fragment:
 
     def field(self, name: str) -> np.ndarray:
         if name not in self.fields:
-            self.fields[name] = self._arrays[f"cloud/{name}"].read()
+            self.fields[name] = self._array(f"cloud/{name}").read()
         return self.fields[name]
 
     @property
     def _points_chunks(self) -> ShardFile | ChunkFile:
-        return self._arrays["points"]
+        return self._array("points")
 
     def read_points(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
         """Rows ``start:stop`` of this fragment's points (into ``out`` when given)."""
@@ -139,7 +149,7 @@ class _FragmentV1(_Fragment):
 
     def __init__(self, root: Path, meta: StoreMeta, info: FragmentInfo):
         self.root, self.info = root, info
-        self.path = fragment_dir(root, "", info.id)
+        self.path = Path(fragment_dir(root, "", info.id))
         self.where = f"{root}: fragment {info.id}"
         self.fields = {}
 
@@ -273,15 +283,62 @@ class Store:
         """Every committed fragment (reads every index manifest)."""
         return tuple(f for part in self._all_parts() for f in part.infos)
 
+    def _rows_per_chunk(self, k: int, info: FragmentInfo) -> int:
+        """Points per chunk of fragment ``k`` (format 2: the layout's; format 1: the array's own)."""
+        if self._v1:
+            return self._fragment(k).rows
+        return max(1, min(self.meta.layout.points_rows, info.num_points))
+
     def _point_base(self, k: int) -> int:
         """First global point row of fragment ``k``."""
         p = int(np.searchsorted(self._part_frags, k, side="right") - 1)
         return int(self._part(p).point_starts[k - int(self._part_frags[p])])
 
     @cached_property
-    def _starts(self) -> np.ndarray:
+    def fragment_starts(self) -> np.ndarray:
         """First global cloud of each fragment, then ``num_clouds``: ``[num_fragments + 1]``."""
         return np.concatenate([[0], np.cumsum([f.num_clouds for f in self.fragments])]).astype(np.int64)
+
+    @cached_property
+    def max_points(self) -> int:
+        """Points of the store's longest cloud (from the manifests; a fragment's offsets where they lack it)."""
+        longest = 0
+        for k, info in enumerate(self.fragments):
+            if info.num_clouds:
+                longest = max(longest, info.max_points if info.max_points >= 0
+                              else int(np.diff(self._fragment(k).offsets).max()))
+        return longest
+
+    def _by_fragment(self, idx: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(fragment, positions in ``idx``, local indices) for the fragments that global ``idx`` touch."""
+        frag_of = np.searchsorted(self.fragment_starts, idx, side="right") - 1
+        order = np.argsort(frag_of, kind="stable")
+        bounds = np.flatnonzero(np.diff(frag_of[order])) + 1
+        for group in np.split(order, bounds) if len(idx) else ():
+            k = int(frag_of[group[0]])
+            yield k, group, idx[group] - self.fragment_starts[k]
+
+    def point_ranges(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Global first point row and point count of each cloud in ``indices`` (any order), reading
+        only the offsets of the fragments they lie in: ``(starts, counts)``, int64 ``[n]`` each."""
+        idx = np.asarray(indices, dtype=np.int64)
+        starts, counts = np.empty(len(idx), np.int64), np.empty(len(idx), np.int64)
+        for k, where, local in self._by_fragment(idx):
+            off = self._fragment(k).offsets
+            starts[where] = off[local] + self.point_starts[k]
+            counts[where] = off[local + 1] - off[local]
+        return starts, counts
+
+    def fields_of(self, indices: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """Cloud fields of ``indices`` (any order) as a float32 ``[n, len(names)]`` table."""
+        self._check_fields(names)
+        idx = np.asarray(indices, dtype=np.int64)
+        out = np.empty((len(idx), len(names)), np.float32)
+        for k, where, local in self._by_fragment(idx):
+            frag = self._fragment(k)
+            for j, name in enumerate(names):
+                out[where, j] = frag.field(name)[local]
+        return out
 
     # -- description -----------------------------------------------------------------------------
     kind = property(lambda self: self.meta.kind)
@@ -307,7 +364,7 @@ class Store:
         """Global offsets ``[num_clouds + 1]`` into the concatenation of all fragments' points."""
         out = np.zeros(self.num_clouds + 1, dtype=np.int64)
         base = 0
-        for k, lo in enumerate(self._starts[:-1]):
+        for k, lo in enumerate(self.fragment_starts[:-1]):
             frag = self._fragment(k)
             n = frag.info.num_clouds
             out[lo + 1 : lo + n + 1] = frag.offsets[1:] + base
@@ -377,24 +434,7 @@ class Store:
             return self.read(key.start or 0, key.stop)
         return self.cloud(int(key))
 
-    # -- chunk-aligned access for streaming loaders ------------------------------------------------
-    def chunk_starts(self) -> np.ndarray:
-        """Sorted global indices of the clouds that open a fragment or begin in a new points chunk.
-
-        Consecutive clouds between two of these lie in one chunk (plus the tail of the last
-        cloud, which may run into the next chunk), so reading them is one contiguous read.
-        """
-        parts = []
-        for k, lo in enumerate(self._starts[:-1]):
-            frag = self._fragment(k)
-            if frag.info.num_clouds == 0:
-                continue
-            rows = frag.rows
-            chunk = frag.offsets[:-1] // rows
-            first = np.concatenate([[0], np.flatnonzero(np.diff(chunk)) + 1])
-            parts.append(first + lo)
-        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
-
+    # -- access for streaming loaders ------------------------------------------------------------
     @cached_property
     def point_starts(self) -> np.ndarray:
         """First global point row of each fragment, then ``num_points``: ``[num_fragments + 1]``."""
@@ -403,10 +443,11 @@ class Store:
     def map_points(self) -> tuple[np.ndarray, np.ndarray, MappedRows] | None:
         """Every point, served by the page cache without decoding, for stores of raw chunks.
 
-        Returns ``(rows, first_row, mapping)``: a read-only float32 ``[R, F]`` array mapped from
-        the chunk files and the row of each cloud's first point in it; the mapping lives as long
-        as ``rows`` does (``mapping.close()`` ends it at once). None when the store's chunks are
-        compressed (or in a layout read through zarr), or off Linux.
+        Returns ``(rows, shift, mapping)``: a read-only float32 ``[R, F]`` array mapped from the
+        chunk files, and per fragment what to add to a global point row (:meth:`point_ranges`) to
+        get its row in ``rows``; the mapping lives as long as ``rows`` does (``mapping.close()``
+        ends it at once). None when the store's chunks are compressed (or in a layout read through
+        zarr), or off Linux.
 
         Raises:
             StoreFormatError: a chunk file of the wrong size.
@@ -417,10 +458,7 @@ class Store:
         mapped = map_rows(arrays)
         if mapped is None:
             return None
-        per_fragment = [f.num_clouds for f in self.fragments]
-        shift = mapped.first - self.point_starts[:-1]
-        first_row = self.offsets[:-1] + np.repeat(shift, per_fragment)
-        return mapped.rows, first_row, mapped
+        return mapped.rows, mapped.first - self.point_starts[:-1], mapped
 
     def read_points(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
         """Rows ``start:stop`` of the concatenation of all fragments' points, float32 ``[n, F]``.
@@ -459,11 +497,23 @@ class Store:
     def _split_indices(self) -> dict[str, np.ndarray]:
         return split_indices(self.num_clouds, self.meta.splits)
 
+    @cached_property
+    def _split_cuts(self) -> dict[str, tuple[int, int]]:
+        return split_cuts(self.num_clouds, self.meta.splits)
+
+    def _check_split(self, name: str) -> None:
+        if name not in self.meta.splits.names:
+            raise KeyError(f"{self.path}: no split {name!r} (has {', '.join(self.meta.splits.names)})")
+
     def split_indices(self, name: str) -> np.ndarray:
-        """Sorted global indices of the clouds of split ``name``."""
-        if name not in self._split_indices:
-            raise KeyError(f"{self.path}: no split {name!r} (has {', '.join(self._split_indices)})")
+        """Sorted global indices of the clouds of split ``name`` (O(clouds of the store) to compute)."""
+        self._check_split(name)
         return self._split_indices[name]
+
+    def in_split(self, indices: np.ndarray, name: str) -> np.ndarray:
+        """Which of the clouds ``indices`` are in split ``name``, decided per cloud (no list of the split)."""
+        self._check_split(name)
+        return split_member(np.asarray(indices, dtype=np.int64), self.meta.splits.seed, self._split_cuts[name])
 
     def indices(self, split: str | None = None) -> np.ndarray:
         """Sorted global indices of the clouds of ``split``, or of every cloud (None)."""

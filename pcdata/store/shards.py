@@ -78,13 +78,16 @@ def _crc32c(data: bytes | memoryview) -> bytes:
 
 def write_array(path: Path, values: np.ndarray, rows: int, spec: ChunkSpec, dims: tuple[str, ...], attrs: dict,
                 *, fsync: bool = True) -> None:
-    """Write ``values`` as a sharded Zarr v3 array at directory ``path`` (zarr.json + one shard)."""
+    """Write ``values`` as a sharded Zarr v3 array at directory ``path`` (zarr.json + one shard).
+
+    Plain writes: the caller writes into a temporary directory that is renamed into place whole.
+    The shard is fsynced (``fsync``) so that a committed fragment survives a power cut."""
     values = np.ascontiguousarray(values)
     if values.dtype.byteorder == ">":
         values = values.astype(values.dtype.newbyteorder("<"))
     path.mkdir(parents=True, exist_ok=True)
     doc = array_document(values.shape, values.dtype, rows, spec, dims, attrs)
-    (path / "zarr.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (path / "zarr.json").write_text(json.dumps(doc) + "\n")
     n = values.shape[0]
     if n == 0:
         return
@@ -124,14 +127,14 @@ class ShardFile:
         where: what to name in errors, e.g. ``"<store>: fragment f000000003"``.
     """
 
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype, rows: int, compressed: bool, where: str):
-        self.path, self.shape, self.dtype = path, tuple(shape), np.dtype(dtype)
+    def __init__(self, path: str | Path, shape: tuple[int, ...], dtype: np.dtype, rows: int, compressed: bool, where: str):
+        self.path, self.shape, self.dtype = str(path), tuple(shape), np.dtype(dtype)
         self.rows = _inner_rows(self.shape[0], rows)
         self.compressed, self.where = compressed, where
         self.row_shape = self.shape[1:]
         self.chunk_nbytes = self.rows * int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
         self.n_chunks = -(-self.shape[0] // self.rows)
-        self.file = path / shard_key(len(self.shape))
+        self.file = os.path.join(self.path, shard_key(len(self.shape)))
         self.fill = 0.0
         self._entries: np.ndarray | None = None
         self._local = threading.local()

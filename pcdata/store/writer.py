@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import sys
 import time
@@ -96,25 +97,27 @@ class FragmentWriter:
     layout: ChunkSpec
     point_features: tuple[Feature, ...]
     cloud_features: tuple[Feature, ...]
+    fsync: bool = True
 
     def _write_group(self, path: Path, fid: str, clouds: Clouds) -> None:
         spec = self.layout
         path.mkdir()
-        write_json_atomic(path / "zarr.json", group_document(
-            {"pcdata": {"fragment": fid, "num_clouds": len(clouds), "num_points": clouds.num_points}}))
+        # Plain writes: the directory is renamed into place whole, so no file in it needs its own rename.
+        (path / "zarr.json").write_text(json.dumps(group_document(
+            {"pcdata": {"fragment": fid, "num_clouds": len(clouds), "num_points": clouds.num_points}})))
         feats = self.point_features
         write_array(path / "points", clouds.points, spec.points_rows, spec, ("point", "feature"),
                     {"feature_names": [f.name for f in feats], "units": [f.unit for f in feats],
-                     "descriptions": [f.description for f in feats]})
+                     "descriptions": [f.description for f in feats]}, fsync=self.fsync)
         write_array(path / "offsets", clouds.offsets, spec.clouds, spec, ("cloud_edge",),
-                    {"description": "points of cloud i are rows offsets[i]:offsets[i+1] of points"})
+                    {"description": "points of cloud i are rows offsets[i]:offsets[i+1] of points"}, fsync=self.fsync)
         (path / "cloud").mkdir()
-        write_json_atomic(path / "cloud" / "zarr.json", group_document())
+        (path / "cloud" / "zarr.json").write_text(json.dumps(group_document()))
         for f in self.cloud_features:
             values = clouds.fields[f.name]
             name = f.name
             write_array(path / "cloud" / name, values, spec.clouds, spec, ("cloud",),
-                        {"units": f.unit, "description": f.description})
+                        {"units": f.unit, "description": f.description}, fsync=self.fsync)
 
     def write(self, fragment: str, clouds: Clouds, *, source: dict[str, Any] | None = None) -> FragmentInfo:
         """Write one complete fragment and return what the manifests must list.
@@ -136,7 +139,7 @@ class FragmentWriter:
                 raise ValueError(f"fragment {fragment}: cloud field {name!r} is {values.dtype}, the store declares {declared[name]}")
         if clouds.points.dtype != np.float32:
             clouds = Clouds(clouds.points.astype(np.float32), clouds.offsets, clouds.fields, clouds.point_features)
-        final = fragment_dir(self.store, self.generation, fragment)
+        final = Path(fragment_dir(self.store, self.generation, fragment))
         _ensure_group(final.parent)
         tmp = final.parent / f".{fragment}.tmp-{uuid.uuid4().hex[:12]}"
         try:
@@ -147,7 +150,8 @@ class FragmentWriter:
                 if err.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not final.is_dir():
                     raise
                 remove_tree(tmp)
-            _fsync_dir(final.parent)
+            if self.fsync:
+                _fsync_dir(final.parent)
         except BaseException:
             remove_tree(tmp)
             raise
@@ -158,6 +162,7 @@ class FragmentWriter:
             checksum=content_checksum(clouds),
             source=dict(source or {}),
             moments=fragment_moments(clouds, clouds.point_features),
+            max_points=int(clouds.counts.max(initial=0)),
         )
 
     __call__ = write
@@ -200,10 +205,11 @@ class StoreBuilder:
     def committed(self) -> set[str]:
         return set(self._infos)
 
-    def writer(self) -> FragmentWriter:
-        """The fragment writer of this build (give it to the workers)."""
+    def writer(self, *, fsync: bool = True) -> FragmentWriter:
+        """The fragment writer of this build (give it to the workers); ``fsync=False`` leaves the
+        fragments' data to the page cache (see :func:`pcdata.ingest.pipeline.run_ingest`)."""
         m = self.meta
-        return FragmentWriter(str(self.path), m.generation, m.layout, m.point_features, m.cloud_features)
+        return FragmentWriter(str(self.path), m.generation, m.layout, m.point_features, m.cloud_features, fsync)
 
     def _add(self, info: FragmentInfo) -> None:
         # Statistics are merged in fragment order as soon as a prefix is complete, so the result

@@ -1,37 +1,105 @@
+import time
+
 import numpy as np
 import pytest
 
-from pcdata.loaders.order import ShuffleOptions, block_starts, hash_seed, plan_epoch, share
+from pcdata.loaders.order import EpochPlan, Layout, ShuffleOptions, _uniform_at, fragment_blocks, hash_seed, share
+
+N = 5000
+COUNTS = np.random.default_rng(3).integers(0, 80, size=N)
+FRAGMENTS = np.array([0, 1700, 1700, 3100, N])  # one empty fragment
+SELECTION = np.random.default_rng(0).random(N) < 0.3
 
 
-def _plan(n=5000, batch_size=32, epoch=0, selection=None, **kw):
-    rng = np.random.default_rng(3)
-    counts = rng.integers(0, 80, size=n)
-    chunk_starts = np.unique(np.concatenate([[0], np.sort(rng.choice(n, n // 25, replace=False))]))
-    blocks = block_starts(chunk_starts, np.array([0, n // 2]), None, counts)
-    sel = np.arange(n) if selection is None else selection
+def _layout(n=N, block=100, selection=None):
+    starts = np.unique(np.concatenate([FRAGMENTS[FRAGMENTS < n], [n]]))
+    blocks = fragment_blocks(starts, block)
+    member = None if selection is None else (lambda ids: selection[ids])
+    return Layout.build(blocks, member)
+
+
+def _plan(n=N, batch_size=32, epoch=0, selection=None, block=100, **kw):
     kw.setdefault("shuffle", True)
-    return plan_epoch(sel, blocks, counts, batch_size=batch_size, seed=7, epoch=epoch, **kw), counts
+    return EpochPlan(_layout(n, block, selection), batch_size=batch_size, seed=7, epoch=epoch,
+                     counts=lambda ids: COUNTS[ids], **kw)
+
+
+def _reference(layout, counts, *, b, seed, epoch, lanes, buffer, bucket):
+    """The whole epoch's order materialised the plain way: sort every segment in full."""
+    nb = len(layout.blocks) - 1
+    member = layout.member or (lambda ids: np.ones(len(ids), bool))
+    per_block = [np.arange(layout.blocks[j], layout.blocks[j + 1]) for j in range(nb)]
+    per_block = [ids[member(ids)] for ids in per_block]
+    nonempty = np.array([j for j in range(nb) if len(per_block[j])], dtype=np.int64)
+    nonempty = nonempty[np.argsort(_uniform_at(nonempty, seed, epoch, 1), kind="stable")]
+    seq = np.concatenate([per_block[j] for j in nonempty]) if len(nonempty) else np.zeros(0, np.int64)
+    n = len(seq)
+    m = (n // (lanes * b)) * b
+    segments = [(s * m, m) for s in range(lanes)] + [(lanes * m, n - lanes * m)]
+    ranked = []
+    for start, length in segments:
+        p = np.arange(length)
+        r = start + np.argsort(p + _uniform_at(start + p, seed, epoch, 2) * buffer, kind="stable")
+        if bucket:
+            out = []
+            for w0 in range(0, length, bucket * b):
+                win = r[w0 : w0 + bucket * b]
+                win = win[np.argsort(counts[seq[win]], kind="stable")]
+                place = np.arange(len(win))
+                batch = (start + w0 + place) // b
+                key = np.where(batch < n // b, _uniform_at(batch, seed, epoch, 3), 2.0)
+                out.append(win[np.lexsort((place, key))])
+            r = np.concatenate(out) if out else r
+        ranked.append(r)
+    lane_batches = [ranked[s].reshape(-1, b) for s in range(lanes)] if m else []
+    order = [lane_batches[s][j] for j in range(m // b) for s in range(lanes)]
+    order += [ranked[lanes][i : i + b] for i in range(0, n - lanes * m, b)]
+    return [seq[o] for o in order]
+
+
+@pytest.mark.parametrize("batch_size, lanes, buffer, bucket, selected", [
+    (32, 8, None, None, False), (7, 3, None, None, True), (32, 2, 5, None, False), (16, 4, 700, None, True),
+    (16, 8, None, 4, False), (10, 3, 40, 3, True), (64, 1, 3000, None, False)])
+def test_windowed_plan_equals_the_full_sort(batch_size, lanes, buffer, bucket, selected):
+    """Batches worked out from a window around them equal the epoch sorted whole (per segment)."""
+    options = ShuffleOptions(lanes=lanes, buffer_size=buffer, bucket=bucket)
+    plan = _plan(batch_size=batch_size, options=options, selection=SELECTION if selected else None)
+    want = _reference(plan.layout, COUNTS, b=batch_size, seed=7, epoch=0, lanes=lanes, buffer=plan.buffer, bucket=bucket)
+    assert plan.num_batches == len(want)
+    # Out of order too: a window is worked out for whichever batch is asked.
+    for k in np.random.default_rng(1).permutation(plan.num_batches):
+        np.testing.assert_array_equal(plan.batch(int(k)), want[k])
 
 
 @pytest.mark.parametrize("n, batch_size, lanes", [(5000, 32, 8), (5000, 7, 3), (100, 32, 8), (1, 4, 8), (0, 4, 2)])
 def test_every_cloud_exactly_once(n, batch_size, lanes):
-    plan, _ = _plan(n, batch_size, options=ShuffleOptions(lanes=lanes))
+    plan = _plan(n, batch_size, options=ShuffleOptions(lanes=lanes))
     assert np.array_equal(np.sort(plan.clouds()), np.arange(n))
     assert plan.num_batches == -(-n // batch_size)
     sizes = [len(plan.batch(k)) for k in range(plan.num_batches)]
     assert all(s == batch_size for s in sizes[:-1]) and (not sizes or 0 < sizes[-1] <= batch_size)
 
 
-def test_selection_is_respected_and_split_stays_exact():
-    sel = np.sort(np.random.default_rng(0).choice(5000, 1234, replace=False))
-    plan, _ = _plan(selection=sel)
-    assert np.array_equal(np.sort(plan.clouds()), sel)
+def test_selection_is_respected():
+    plan = _plan(selection=SELECTION)
+    assert np.array_equal(np.sort(plan.clouds()), np.flatnonzero(SELECTION))
+    assert plan.layout.num_clouds == SELECTION.sum()
+    ranks = np.array([0, 5, 700, SELECTION.sum() - 1])
+    np.testing.assert_array_equal(plan.layout.select_at(ranks), np.flatnonzero(SELECTION)[ranks])
+
+
+def test_blocks_cut_fragments_and_never_span_two():
+    blocks = fragment_blocks(FRAGMENTS, 400)
+    assert blocks[0] == 0 and blocks[-1] == N and np.all(np.diff(blocks) > 0)
+    assert set(FRAGMENTS[:-1]) <= set(blocks.tolist())
+    assert np.diff(blocks).max() == 400
+    frag = np.searchsorted(FRAGMENTS, blocks[:-1], side="right") - 1
+    assert np.all(blocks[1:] <= FRAGMENTS[frag + 1])
 
 
 @pytest.mark.parametrize("world_size, num_workers", [(1, 1), (1, 3), (2, 1), (2, 2), (3, 2)])
 def test_shares_are_disjoint_and_interleave_to_the_global_order(world_size, num_workers):
-    plan, _ = _plan()
+    plan = _plan()
     ranks = []
     for r in range(world_size):
         workers = [share(plan.num_batches, rank=r, world_size=world_size, worker=w, num_workers=num_workers)
@@ -44,7 +112,7 @@ def test_shares_are_disjoint_and_interleave_to_the_global_order(world_size, num_
 
 
 def test_resume_start_shifts_the_worker_assignment():
-    plan, _ = _plan()
+    plan = _plan()
     rest = [share(plan.num_batches, rank=1, world_size=2, start=5, worker=w, num_workers=2) for w in range(2)]
     full = share(plan.num_batches, rank=1, world_size=2)
     merged = [rest[i % 2][i // 2] for i in range(len(full) - 5)]
@@ -52,53 +120,73 @@ def test_resume_start_shifts_the_worker_assignment():
 
 
 def test_epochs_and_seeds_change_the_order_deterministically():
-    a0, _ = _plan(epoch=0)
-    b0, _ = _plan(epoch=0)
-    a1, _ = _plan(epoch=1)
+    a0, b0, a1 = _plan(epoch=0), _plan(epoch=0), _plan(epoch=1)
     assert np.array_equal(a0.clouds(), b0.clouds())
     assert not np.array_equal(a0.clouds(), a1.clouds())
     # Blocks are shuffled over the whole epoch, and each batch mixes several blocks.
-    assert abs(np.corrcoef(np.arange(5000), a0.clouds())[0, 1]) < 0.4  # ~50 blocks: |r| ~ 0.14
+    assert abs(np.corrcoef(np.arange(N), a0.clouds())[0, 1]) < 0.4  # ~50 blocks: |r| ~ 0.14
     middle = a0.batch(8 * 5)  # batch 5 of lane 0: past the ramp-up at the start of a lane
-    assert len(np.unique(a0.piece[middle])) >= 2
+    assert len(np.unique(np.searchsorted(a0.layout.blocks, middle, side="right"))) >= 2
 
 
 def test_buffer_shuffle_moves_clouds_at_most_buffer_size_places():
-    plan, _ = _plan(options=ShuffleOptions(lanes=1, buffer_size=50), batch_size=10)
-    assert np.abs(plan.order - np.arange(len(plan.order))).max() <= 50
+    plan = _plan(options=ShuffleOptions(lanes=1, buffer_size=50), batch_size=10)
+    positions = np.concatenate([plan.positions(k) for k in range(plan.num_batches)])
+    moved = np.abs(positions - np.arange(len(positions)))
+    assert moved.max() <= 50 and moved.max() > 25
 
 
 def test_no_shuffle_is_store_order():
-    plan, _ = _plan(shuffle=False)
-    assert np.array_equal(plan.clouds(), np.arange(5000))
+    assert np.array_equal(_plan(shuffle=False).clouds(), np.arange(N))
+    assert np.array_equal(_plan(shuffle=False, selection=SELECTION).clouds(), np.flatnonzero(SELECTION))
 
 
 def test_drop_last_gives_every_rank_the_same_number_of_full_batches():
-    plan, _ = _plan(n=1000, batch_size=32, drop_last=True, world_size=3)
-    assert plan.num_batches == (1000 // 32 // 3) * 3 and len(plan.order) == plan.num_batches * 32
-    full, _ = _plan(n=1000, batch_size=32)
-    assert np.array_equal(plan.clouds(), full.clouds()[: len(plan.order)])  # a prefix of the same order
+    plan = _plan(n=1000, batch_size=32, drop_last=True, world_size=3)
+    assert plan.num_batches == (1000 // 32 // 3) * 3
+    assert len(plan.clouds()) == plan.num_batches * 32
+    full = _plan(n=1000, batch_size=32)
+    assert np.array_equal(plan.clouds(), full.clouds()[: plan.num_batches * 32])  # a prefix of the same order
+    with pytest.raises(IndexError):
+        plan.batch(plan.num_batches)
 
 
 def test_bucketing_keeps_exactly_once_and_cuts_padding():
-    plain, counts = _plan(batch_size=16)
-    bucketed, _ = _plan(batch_size=16, options=ShuffleOptions(bucket=16))
-    assert np.array_equal(np.sort(bucketed.clouds()), np.arange(5000))
+    plain = _plan(batch_size=16)
+    bucketed = _plan(batch_size=16, options=ShuffleOptions(bucket=16))
+    assert np.array_equal(np.sort(bucketed.clouds()), np.arange(N))
 
     def padding(plan):
-        return sum(len(plan.batch(k)) * counts[plan.seq[plan.batch(k)]].max() for k in range(plan.num_batches))
+        return sum(len(plan.batch(k)) * COUNTS[plan.batch(k)].max() for k in range(plan.num_batches))
 
     assert padding(bucketed) < 0.8 * padding(plain)
-    again, _ = _plan(batch_size=16, options=ShuffleOptions(bucket=16))
-    assert np.array_equal(again.clouds(), bucketed.clouds())
+    assert np.array_equal(_plan(batch_size=16, options=ShuffleOptions(bucket=16)).clouds(), bucketed.clouds())
 
 
-def test_pieces_are_runs_of_one_block():
-    plan, _ = _plan()
-    starts = plan.piece_starts
-    assert starts[0] == 0 and starts[-1] == len(plan.seq) and np.all(np.diff(starts) > 0)
+def test_round_pieces_are_ascending_runs_of_one_block():
+    plan = _plan(selection=SELECTION, batch_size=16)
+    batches = share(plan.num_batches, rank=1, world_size=2)[:20]
+    rd = plan.round(batches)
+    starts = rd.piece_starts
+    assert starts[0] == 0 and starts[-1] == len(rd.seq) and np.all(np.diff(starts) > 0)
     for a, b in zip(starts[:-1], starts[1:]):
-        assert np.all(np.diff(plan.seq[a:b]) > 0)  # ascending inside a piece: one contiguous read
+        assert np.all(np.diff(rd.seq[a:b]) > 0)  # ascending inside a piece: one contiguous read
+        assert len(np.unique(np.searchsorted(plan.layout.blocks, rd.seq[a:b], side="right"))) == 1
+    for t, k in enumerate(batches):
+        np.testing.assert_array_equal(rd.seq[rd.batch(t)], plan.batch(int(k)))
+
+
+def test_a_billion_clouds_plan_in_memory_of_blocks_not_clouds():
+    """10^9 clouds in 10^5 fragments: the plan holds per-block numbers and finds any batch at once."""
+    starts = np.arange(0, 10**9 + 1, 10**4, dtype=np.int64)
+    t0 = time.perf_counter()
+    layout = Layout.build(fragment_blocks(starts, 4096))
+    plan = EpochPlan(layout, batch_size=256, shuffle=True, seed=1, epoch=3, options=ShuffleOptions(bucket=None))
+    held = layout.blocks.nbytes + layout.selected.nbytes + plan._sblocks.nbytes + plan._scum.nbytes
+    assert held < 20 * len(layout.blocks) * 8 and held < 64 << 20  # a few int64 per block: ~10 MB
+    ids = plan.batch(plan.num_batches // 2)
+    assert len(ids) == 256 and len(np.unique(ids)) == 256 and ids.max() < 10**9
+    assert time.perf_counter() - t0 < 30
 
 
 def test_hash_seed_is_stable():
@@ -111,3 +199,5 @@ def test_invalid_options():
         ShuffleOptions(lanes=0)
     with pytest.raises(ValueError, match="buffer_size"):
         ShuffleOptions(buffer_size=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        _plan(batch_size=0)

@@ -7,16 +7,19 @@ import threading
 import numpy as np
 import pytest
 
-from pcdata.loaders.order import ShuffleOptions, block_starts, plan_epoch, share
+from pcdata.loaders.order import EpochPlan, Layout, ShuffleOptions, fragment_blocks, share
 from pcdata.loaders.window import RingReader, flat_batch_positions, pad_batch, plan_ring
 
 
-def _plan(store, *, batch_size=64, lanes=4, split=None, epoch=0):
-    sel = np.arange(store.num_clouds) if split is None else store.split_indices(split)
-    frag_starts = np.concatenate([[0], np.cumsum([f.num_clouds for f in store.fragments])])[:-1]
-    blocks = block_starts(store.chunk_starts(), frag_starts, None, store.counts)
-    return plan_epoch(sel, blocks, store.counts, batch_size=batch_size, shuffle=True, seed=3, epoch=epoch,
-                      options=ShuffleOptions(lanes=lanes))
+def _round(store, *, batch_size=64, lanes=4, split=None, epoch=0, rank=0, world_size=1):
+    """One round holding all of a rank's batches: (round, its batch ids, point starts, counts)."""
+    member = None if split is None else (lambda ids: store.in_split(ids, split))
+    layout = Layout.build(fragment_blocks(store.fragment_starts, 200), member)
+    plan = EpochPlan(layout, batch_size=batch_size, shuffle=True, seed=3, epoch=epoch,
+                     options=ShuffleOptions(lanes=lanes))
+    rd = plan.round(share(plan.num_batches, rank=rank, world_size=world_size))
+    starts, counts = store.point_ranges(rd.seq)
+    return rd, np.arange(len(rd.order) // batch_size + bool(len(rd.order) % batch_size)), starts, counts
 
 
 @pytest.mark.parametrize("capacity", [0, 1, 10**7])
@@ -24,10 +27,9 @@ def _plan(store, *, batch_size=64, lanes=4, split=None, epoch=0):
 def test_ring_never_overwrites_a_piece_a_later_batch_still_reads(jet_store, capacity, split):
     """Replays the plan as the threads would run it, the reader as far ahead as allowed, with
     each piece's id written into its rows: every batch must find its own pieces intact."""
-    plan = _plan(jet_store, split=split)
-    batch_ids = share(plan.num_batches, rank=0, world_size=1)
+    plan, batch_ids, starts, counts = _round(jet_store, split=split)
     positions, bounds = flat_batch_positions(plan, batch_ids)
-    ring = plan_ring(plan, batch_ids, positions, bounds, jet_store.offsets, capacity=capacity)
+    ring = plan_ring(plan, batch_ids, positions, bounds, starts, counts, capacity=capacity)
     owner = np.full(ring.capacity, -1, dtype=np.int64)
     sizes = [int(p1 - p0) if g is None else len(g) for (p0, p1), g in zip(ring.src, ring.gather)]
     assert all(ring.lo[j] + sizes[j] <= ring.capacity for j in range(len(sizes)))
@@ -39,15 +41,14 @@ def test_ring_never_overwrites_a_piece_a_later_batch_still_reads(jet_store, capa
             produced += 1
         assert produced >= ring.load_at[t + 1]  # everything batch t needs is written
         pos = positions[bounds[t] : bounds[t + 1]]
-        counts = jet_store.counts[plan.seq[pos]]
-        rows = np.repeat(ring.first_row[pos], counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        np.testing.assert_array_equal(owner[rows], np.repeat(plan.piece[pos], counts))
+        c = counts[pos]
+        rows = np.repeat(ring.first_row[pos], c) + np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)
+        np.testing.assert_array_equal(owner[rows], np.repeat(plan.piece[pos], c))
 
 
 def test_reader_decodes_the_store_rows_of_every_cloud(jet_store, jets):
-    plan = _plan(jet_store, split="train")
-    batch_ids = share(plan.num_batches, rank=1, world_size=2)
-    reader = RingReader(plan, batch_ids, jet_store.offsets, jet_store.read_points, 3, np.array([2, 0]))
+    plan, batch_ids, starts, counts = _round(jet_store, split="train", rank=1, world_size=2)
+    reader = RingReader(plan, batch_ids, starts, counts, jet_store.read_points, 3, np.array([2, 0]))
     seen = 0
     for k, pos in reader:
         ids = plan.seq[pos]
@@ -55,7 +56,7 @@ def test_reader_decodes_the_store_rows_of_every_cloud(jet_store, jets):
             want = jets.points[jets.offsets[i] : jets.offsets[i + 1]][:, [2, 0]]
             np.testing.assert_array_equal(reader.rows[f : f + len(want)], want)
         seen += len(ids)
-    assert seen == sum(len(plan.batch(int(k))) for k in batch_ids)
+    assert seen == len(plan.order) > 0
 
 
 @pytest.mark.parametrize("slow", ["pcdata-read", "MainThread"])
@@ -64,8 +65,7 @@ def test_both_threads_decode_when_one_is_slow_and_rows_stay_right(jet_store, jet
     every batch finds its clouds' rows."""
     import time
 
-    plan = _plan(jet_store, batch_size=32)
-    batch_ids = share(plan.num_batches, rank=0, world_size=1)
+    plan, batch_ids, starts, counts = _round(jet_store, batch_size=32)
     by_thread: dict[str, int] = {}
 
     def read_points(a, b, out):
@@ -75,7 +75,7 @@ def test_both_threads_decode_when_one_is_slow_and_rows_stay_right(jet_store, jet
             time.sleep(0.002)
         return jet_store.read_points(a, b, out)
 
-    reader = RingReader(plan, batch_ids, jet_store.offsets, read_points, 3, None)
+    reader = RingReader(plan, batch_ids, starts, counts, read_points, 3, None)
     for k, pos in reader:
         for i, f in zip(plan.seq[pos], reader.first_row[pos]):
             want = jets.points[jets.offsets[i] : jets.offsets[i + 1]]
@@ -86,7 +86,7 @@ def test_both_threads_decode_when_one_is_slow_and_rows_stay_right(jet_store, jet
 
 
 def test_a_read_error_reaches_the_consumer_and_stops_the_thread(jet_store):
-    plan = _plan(jet_store)
+    plan, batch_ids, starts, counts = _round(jet_store)
     calls = []
 
     def failing(start, stop, out):
@@ -96,7 +96,7 @@ def test_a_read_error_reaches_the_consumer_and_stops_the_thread(jet_store):
         return jet_store.read_points(start, stop, out)
 
     before = threading.active_count()
-    reader = RingReader(plan, share(plan.num_batches, rank=0, world_size=1), jet_store.offsets, failing, 3, None)
+    reader = RingReader(plan, batch_ids, starts, counts, failing, 3, None)
     with pytest.raises(OSError, match="disk gone"):
         for _ in reader:
             pass
@@ -104,10 +104,9 @@ def test_a_read_error_reaches_the_consumer_and_stops_the_thread(jet_store):
 
 
 def test_stopping_early_stops_the_reader_thread(jet_store):
-    plan = _plan(jet_store)
+    plan, batch_ids, starts, counts = _round(jet_store)
     before = threading.active_count()
-    it = iter(RingReader(plan, share(plan.num_batches, rank=0, world_size=1), jet_store.offsets,
-                         jet_store.read_points, 3, None))
+    it = iter(RingReader(plan, batch_ids, starts, counts, jet_store.read_points, 3, None))
     next(it)
     it.close()
     assert threading.active_count() == before
@@ -140,6 +139,30 @@ def test_pad_batch_refuses_clouds_outside_the_rows():
                   np.array([2], np.int64))
     points, mask, _, _ = pad_batch(rows, np.zeros(0, np.int64), np.zeros(0, np.int64), None)
     assert points.shape == (0, 0, 3) and mask.shape == (0, 0)
+
+
+@pytest.mark.parametrize("pad", [None, 12])
+def test_the_numpy_assembly_used_while_the_kernel_loads_gives_the_same_bytes(pad):
+    from pcdata.loaders.window import _assemble_numpy, _kernel
+
+    rng = np.random.default_rng(4)
+    rows = rng.normal(size=(500, 3)).astype(np.float32)
+    counts = rng.integers(0, 25, size=40)
+    first = rng.integers(0, 500 - 25, size=40)
+    table = rng.normal(size=(60, 2)).astype(np.float32)
+    ids = rng.integers(0, 60, size=40)
+    n = int(counts.max()) if pad is None else pad
+    outs = []
+    for kernel in (_kernel(), _assemble_numpy):
+        # Garbage in the outputs first: every element must be written by the assembly.
+        out = (np.full((40, n, 3), np.nan, np.float32), np.ones((40, n), bool), np.full((40, 2), np.nan, np.float32))
+        cut = kernel(rows, first, counts, table, ids, *out, np.zeros(1, np.float32))
+        outs.append((cut, *out))
+    assert outs[0][0] == outs[1][0] == int(np.maximum(counts - n, 0).sum())
+    for a, b in zip(outs[0][1:], outs[1][1:]):
+        assert a.tobytes() == b.tobytes()
+    bad = _assemble_numpy(rows, np.array([490]), np.array([20]), table, np.array([0]), *(x[:1] for x in outs[1][1:]), None)
+    assert bad == -1
 
 
 def test_placement_wraps_over_finished_pieces_and_grows_when_it_must():

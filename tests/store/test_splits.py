@@ -1,56 +1,121 @@
 import numpy as np
+import pytest
 
+from pcdata.errors import StoreFormatError
 from pcdata.store.format import SplitSpec
-from pcdata.store.splits import split_indices, split_sizes, splitmix64
+from pcdata.store.splits import RANK, THRESHOLD, split_cuts, split_indices, split_member, split_sizes, splitmix64
+
+_GOLDEN, _MASK = 0x9E3779B97F4A7C15, (1 << 64) - 1
 
 
 def test_splitmix64_matches_the_reference_generator():
     # splitmix64 seeded with 0: its first output is the finaliser of the golden-ratio increment.
-    assert int(splitmix64(np.array([0x9E3779B97F4A7C15], dtype=np.uint64))[0]) == 0xE220A8397B1DCDAF
+    assert int(splitmix64(np.array([_GOLDEN], dtype=np.uint64))[0]) == 0xE220A8397B1DCDAF
 
 
-def test_splits_partition_every_cloud_with_exact_sizes():
-    spec = SplitSpec()
-    parts = split_indices(10_001, spec)
-    assert {k: len(v) for k, v in parts.items()} == split_sizes(10_001, spec) == {"train": 7000, "val": 1500, "test": 1501}
-    allidx = np.concatenate(list(parts.values()))
-    assert np.array_equal(np.sort(allidx), np.arange(10_001))
+def _py_splitmix64(x: int) -> int:
+    z = x & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
 
 
-def test_splits_depend_on_seed_and_are_reproducible():
-    a = split_indices(1000, SplitSpec(seed=1))
-    b = split_indices(1000, SplitSpec(seed=1))
-    c = split_indices(1000, SplitSpec(seed=2))
+def _py_keys(n: int, seed: int) -> list[int]:
+    return [_py_splitmix64(i + seed * _GOLDEN) for i in range(n)]
+
+
+@pytest.mark.parametrize("method", [RANK, THRESHOLD])
+def test_splits_partition_every_cloud_and_depend_on_the_seed_only(method):
+    a = split_indices(10_001, SplitSpec(seed=1, method=method))
+    assert np.array_equal(np.sort(np.concatenate(list(a.values()))), np.arange(10_001))
+    assert all(np.all(np.diff(v) > 0) for v in a.values())
+    b = split_indices(10_001, SplitSpec(seed=1, method=method))
+    c = split_indices(10_001, SplitSpec(seed=2, method=method))
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert not np.array_equal(a["test"], c["test"])
 
 
-def _py_splitmix64(x: int) -> int:
-    mask = (1 << 64) - 1
-    z = x & mask
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-    return z ^ (z >> 31)
+def test_rank_splits_have_exact_sizes():
+    spec = SplitSpec(method=RANK)
+    parts = split_indices(10_001, spec)
+    assert {k: len(v) for k, v in parts.items()} == split_sizes(10_001, spec) == {"train": 7000, "val": 1500, "test": 1501}
 
 
-def test_assignment_equals_a_pure_python_reimplementation():
+def test_rank_assignment_equals_a_pure_python_reimplementation():
     # Machine independence: plain Python integers give the same ranking as the numpy code.
     n, seed = 500, 7
-    keys = [_py_splitmix64(i + seed * 0x9E3779B97F4A7C15) for i in range(n)]
+    keys = _py_keys(n, seed)
     order = sorted(range(n), key=lambda i: keys[i])
-    sizes = split_sizes(n, SplitSpec(seed=seed))
-    got = split_indices(n, SplitSpec(seed=seed))
+    spec = SplitSpec(seed=seed, method=RANK)
+    sizes = split_sizes(n, spec)
+    got = split_indices(n, spec)
     assert got["train"].tolist() == sorted(order[: sizes["train"]])
     assert got["test"].tolist() == sorted(order[sizes["train"] + sizes["val"]:])
 
 
+def test_threshold_assignment_equals_a_pure_python_reimplementation():
+    # A cloud is in the first split whose cumulative fraction times 2**64 exceeds its key.
+    n, seed = 3000, 11
+    spec = SplitSpec((("train", 0.6), ("val", 0.25), ("test", 0.15)), seed=seed, method=THRESHOLD)
+    cuts = [int(0.6 * 2.0**64), int((0.6 + 0.25) * 2.0**64)]
+    want = {"train": [], "val": [], "test": []}
+    for i, k in enumerate(_py_keys(n, seed)):
+        want["train" if k < cuts[0] else "val" if k < cuts[1] else "test"].append(i)
+    got = split_indices(n, spec)
+    assert {k: v.tolist() for k, v in got.items()} == want
+    assert split_sizes(n, spec) == {k: len(v) for k, v in want.items()}
+
+
+def test_threshold_membership_needs_no_store_wide_pass_and_ignores_the_store_size():
+    # The same cloud is in the same split of a store of 1000 clouds and of one of 10**12:
+    # appending never moves a cloud, and a cloud's split is known from its index alone.
+    spec = SplitSpec(seed=3)
+    small = split_cuts(1000, spec)
+    assert small == split_cuts(10**12, spec)
+    ids = np.array([0, 5, 999, 123_456_789_012], dtype=np.int64)
+    member = {k: split_member(ids, spec.seed, c) for k, c in small.items()}
+    assert np.all(sum(m.astype(int) for m in member.values()) == 1)
+    parts = split_indices(1000, spec)
+    for k in parts:
+        assert member[k][:3].tolist() == [int(i) in set(parts[k].tolist()) for i in ids[:3]]
+
+
+def test_threshold_sizes_are_binomial_around_the_fractions():
+    n = 200_000
+    sizes = split_sizes(n, SplitSpec())
+    for name, frac in SplitSpec().fractions:
+        sigma = (n * frac * (1 - frac)) ** 0.5
+        assert abs(sizes[name] - n * frac) < 5 * sigma, (name, sizes[name])
+
+
+def test_rank_key_cuts_reproduce_the_rank_splits_through_membership():
+    n, spec = 4321, SplitSpec(seed=9, method=RANK)
+    ids = np.arange(n)
+    for name, cut in split_cuts(n, spec).items():
+        np.testing.assert_array_equal(ids[split_member(ids, spec.seed, cut)], split_indices(n, spec)[name])
+
+
+def test_an_empty_split_and_an_empty_store():
+    spec = SplitSpec((("train", 1.0), ("test", 0.0)))
+    assert split_sizes(777, spec) == {"train": 777, "test": 0}
+    assert {k: len(v) for k, v in split_indices(0, spec).items()} == {"train": 0, "test": 0}
+    assert split_sizes(0, SplitSpec(method=RANK)) == {"train": 0, "val": 0, "test": 0}
+
+
+def test_an_unknown_split_method_is_refused():
+    with pytest.raises(StoreFormatError, match="unknown method 'splitmix64-v0'"):
+        SplitSpec(method="splitmix64-v0")
+    with pytest.raises(StoreFormatError, match="unknown split method"):
+        SplitSpec.from_dict({"fractions": {"train": 1.0}, "seed": 1, "method": "other"})
+
+
 def test_split_sizes_equal_exact_decimal_arithmetic():
-    # 90 x 0.7 is 62.999... in floats: the cut must still be 63, as exact arithmetic gives.
+    # 90 x 0.7 is 62.999... in floats: the rank cut must still be 63, as exact arithmetic gives.
     from fractions import Fraction
 
     for fractions in ((("train", 0.7), ("val", 0.15), ("test", 0.15)), (("train", 0.8), ("val", 0.1), ("test", 0.1)),
                       (("a", 0.6), ("b", 0.3), ("c", 0.1)), (("train", 0.55), ("test", 0.45))):
-        spec = SplitSpec(fractions)
+        spec = SplitSpec(fractions, method=RANK)
         for n in range(1, 2001):
             acc, cuts = Fraction(0), [0]
             for i, (_, f) in enumerate(fractions):
@@ -58,4 +123,4 @@ def test_split_sizes_equal_exact_decimal_arithmetic():
                 cuts.append(n if i == len(fractions) - 1 else int(acc * n))  # int() floors a positive Fraction
             expected = {name: cuts[i + 1] - cuts[i] for i, (name, _) in enumerate(fractions)}
             assert split_sizes(n, spec) == expected, (fractions, n)
-    assert split_sizes(90, SplitSpec((("train", 0.7), ("test", 0.3))))["train"] == 63
+    assert split_sizes(90, SplitSpec((("train", 0.7), ("test", 0.3)), method=RANK))["train"] == 63
