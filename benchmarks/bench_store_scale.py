@@ -138,6 +138,22 @@ def measure(n: int, workdir: Path, scheduler: str) -> dict:
             "entries_per_fragment": entries / n}
 
 
+def measure_clouds(n: int, per_fragment: int, workdir: Path, scheduler: str) -> dict:
+    """The loader's index of a store of ``n`` jets in fragments of ``per_fragment``: what grows with clouds."""
+    from pcdata.ingest.jetnet import jetnet_template
+    from pcdata.ingest.pipeline import run_ingest
+    from pcdata.sources.jetnet import JetNetSource
+    from pcdata.store.writer import JET_CHUNKS
+
+    out = workdir / f"clouds-{n}"
+    if not (out / "zarr.json").exists():
+        src = JetNetSource.open([make_jets(workdir / f"t-{n}.hdf5", n)], label="t")
+        run_ingest(src, out, jetnet_template(30), rows_per_fragment=per_fragment, options={}, scheduler=scheduler,
+                   chunks=JET_CHUNKS, progress=False)
+    return {"clouds": n, "fragments": n // per_fragment,
+            **{f"{split or 'all'}": first_batch(out, split) for split in (None, "train")}}
+
+
 def first_batch(store: Path, split: str | None) -> dict:
     """Open ``store`` and take the first loader batch in a fresh process."""
     fresh = subprocess.run([sys.executable, "-c", FIRST_BATCH, str(store), split or "-"], capture_output=True, text=True,
@@ -150,6 +166,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
     ap.add_argument("--workdir", type=Path, default=Path("bench-data/scale"))
     ap.add_argument("--loader-only", action="store_true", help="only the loader columns, on stores written before")
+    ap.add_argument("--clouds", type=int, default=2_000_000,
+                    help="also the loader's index on a store of this many jets in fragments of 10^4 (0: skip)")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.loader_only:
@@ -167,6 +185,12 @@ def main() -> None:
         for n in args.sizes:
             rows.append(measure(n, args.workdir, cluster.scheduler_address))
             print(json.dumps(rows[-1]), flush=True)
+        if args.clouds:
+            r = measure_clouds(args.clouds, 10_000, args.workdir, cluster.scheduler_address)
+            for split in ("all", "train"):
+                print(f"{r['clouds']:,} jets in {r['fragments']:,} fragments, split {split}: first loader batch "
+                      f"{r[split]['first_batch_s']:.2f} s, loader index {r[split]['loader_bytes']:,} B "
+                      f"({r[split]['loader_bytes'] / r['clouds']:.2f} B/cloud)", flush=True)
     print(f"\n{os.cpu_count()} cores; one jet per fragment\n")
     print("| fragments | ingest s | commit ms/fragment | finish s | root bytes | manifests MB | open ms | open kB "
           "| first read ms | first loader batch s | loader B/cloud | entries/fragment |")

@@ -27,6 +27,7 @@ from .world import detect_ranks
 __all__ = ["PointCloudLoader", "WorkerOptions"]
 
 _MASK63 = (1 << 63) - 1
+_FIRST_ROUND = 2  # batches read before the rest of the first round (latency to the first batch)
 
 
 @dataclass(frozen=True)
@@ -143,11 +144,16 @@ class _Source:
                 "counts": torch.from_numpy(counts)}
 
     def _rounds(self, plan: EpochPlan, batch_ids: np.ndarray, readers: int) -> Iterator[np.ndarray]:
-        """This worker's batches cut by round (consecutive global batch ranges)."""
+        """This worker's batches cut by round (consecutive global batch ranges); the first two
+        batches of the iteration are a round of their own, so that the first batch waits for the
+        offsets, fields and chunks of its own clouds only, not of a whole round's."""
         if not len(batch_ids):
             return
         r = batch_ids // plan.round_batches(readers)
-        yield from np.split(batch_ids, np.flatnonzero(np.diff(r)) + 1)
+        groups = np.split(batch_ids, np.flatnonzero(np.diff(r)) + 1)
+        if len(groups[0]) > _FIRST_ROUND:
+            groups[:1] = [groups[0][:_FIRST_ROUND], groups[0][_FIRST_ROUND:]]
+        yield from groups
 
     def batches(self, epoch: int, batch_ids: np.ndarray, readers: int = 1) -> Iterator[dict]:
         """The given global batches of ``epoch``, in order, read a round at a time."""

@@ -28,7 +28,9 @@ from .writer import content_checksum
 
 __all__ = ["open_store", "Store"]
 
-_CACHED_FRAGMENTS = 1024  # fragments whose offsets and fields stay in memory
+# Fragments whose offsets and fields stay in memory: up to 1,024, and no more than about 64 MB of
+# them (fragments of 10^4 jets hold about 0.3 MB each: about 200 of them).
+_CACHED_FRAGMENTS, _CACHE_BYTES = 1024, 64 << 20
 
 
 def open_store(path: str | os.PathLike, *, allow_incomplete: bool = False) -> "Store":
@@ -89,7 +91,7 @@ class _Fragment:
             else:
                 feature = next(f for f in self.meta.cloud_features if f"cloud/{f.name}" == name)
                 shape, dtype, rows = (info.num_clouds,), feature.dtype, layout.clouds
-            array = self._arrays[name] = ShardFile(os.path.join(self.path, name), shape, dtype, rows,
+            array = self._arrays[name] = ShardFile(f"{self.path}/{name}", shape, dtype, rows,
                                                    layout.cname != "none", self.where)
         return array
 
@@ -100,7 +102,7 @@ class _Fragment:
 
     @cached_property
     def offsets(self) -> np.ndarray:
-        off = self._array("offsets").read()
+        off = self._array("offsets").read_whole()
         n = self.info.num_points
         if off[0] != 0 or off[-1] != n or (len(off) > 1 and (np.diff(off) < 0).any()):
             raise StoreFormatError(f"{self.where}: damaged offsets (they must rise from 0 to {n})")
@@ -108,7 +110,7 @@ class _Fragment:
 
     def field(self, name: str) -> np.ndarray:
         if name not in self.fields:
-            self.fields[name] = self._array(f"cloud/{name}").read()
+            self.fields[name] = self._array(f"cloud/{name}").read_whole()
         return self.fields[name]
 
     @property
@@ -213,6 +215,7 @@ class Store:
 
     def __init__(self, path: Path, meta: StoreMeta, *, fragments: Sequence[FragmentInfo] | None = None):
         self.path = path
+        self._root = os.fspath(path)
         self.meta = meta
         self._v1 = meta.version == 1
         if fragments is not None:  # listed in full already: one in-memory part
@@ -251,12 +254,19 @@ class Store:
         p = int(np.searchsorted(self._part_frags, k, side="right") - 1)
         return self._part(p).infos[k - int(self._part_frags[p])]
 
+    @cached_property
+    def _cache_limit(self) -> int:
+        per_cloud = 8 + sum(np.dtype(f.dtype).itemsize for f in self.meta.cloud_features)  # offsets + fields
+        per_fragment = per_cloud * self.num_clouds / max(1, self.meta.num_fragments)
+        return int(max(16, min(_CACHED_FRAGMENTS, _CACHE_BYTES // max(per_fragment, 1))))
+
     def _fragment(self, k: int) -> _Fragment:
         frag = self._cache.get(k)
         if frag is None:
-            frag = (_FragmentV1 if self._v1 else _Fragment)(self.path, self.meta, self._info(k))
+            # A str root: os.path.join on a Path costs more than the rest of a fragment's set-up.
+            frag = _FragmentV1(self.path, self.meta, self._info(k)) if self._v1 else _Fragment(self._root, self.meta, self._info(k))
             self._cache[k] = frag
-            if len(self._cache) > _CACHED_FRAGMENTS:
+            if len(self._cache) > self._cache_limit:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(k)

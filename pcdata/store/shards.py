@@ -14,6 +14,7 @@ index, the index's crc32c, every chunk's place and (for Blosc) decoded size: any
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from pathlib import Path
@@ -26,6 +27,7 @@ from .format import ChunkSpec
 __all__ = ["shard_key", "write_array", "ShardFile"]
 
 _EMPTY = (1 << 64) - 1  # the sharding codec's marker of an absent inner chunk
+_WHOLE_READ = 1 << 22  # shard files up to this size are read whole by ShardFile.read_whole
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
 
@@ -132,9 +134,9 @@ class ShardFile:
         self.rows = _inner_rows(self.shape[0], rows)
         self.compressed, self.where = compressed, where
         self.row_shape = self.shape[1:]
-        self.chunk_nbytes = self.rows * int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
+        self.chunk_nbytes = self.rows * math.prod(self.row_shape) * self.dtype.itemsize
         self.n_chunks = -(-self.shape[0] // self.rows)
-        self.file = os.path.join(self.path, shard_key(len(self.shape)))
+        self.file = f"{self.path}/{shard_key(len(self.shape))}"
         self.fill = 0.0
         self._entries: np.ndarray | None = None
         self._local = threading.local()
@@ -150,8 +152,7 @@ class ShardFile:
         return self._entries
 
     def _read_index(self) -> np.ndarray:
-        n = self.n_chunks
-        index_size = 16 * n + 4
+        index_size = 16 * self.n_chunks + 4
         try:
             with open(self.file, "rb", buffering=0) as f:
                 size = os.fstat(f.fileno()).st_size
@@ -163,6 +164,13 @@ class ShardFile:
             raise self._error("missing chunk file") from None
         except OSError as err:
             raise self._error(f"cannot read chunk file: {err.strerror or err}") from err
+        return self._parse_index(tail, size)
+
+    def _parse_index(self, tail: bytes, size: int) -> np.ndarray:
+        n = self.n_chunks
+        index_size = 16 * n + 4
+        if len(tail) != index_size:
+            raise self._error(f"damaged chunk file: {size} bytes, shorter than its index")
         body = tail[:-4]
         if _crc32c(body) != tail[-4:]:
             raise self._error("damaged chunk file: its index fails the crc32c check")
@@ -177,6 +185,49 @@ class ShardFile:
         if not self.compressed and (entries[:, 1] != self.chunk_nbytes).any():
             raise self._error(f"damaged chunk file: a raw chunk is not {self.chunk_nbytes} bytes")
         return entries.astype(np.int64)
+
+    def read_whole(self) -> np.ndarray:
+        """The whole array, from one read of a small shard file (offsets and cloud fields: with
+        many small fragments, one open and one read each instead of two opens and three reads)."""
+        if self._entries is not None or self.shape[0] == 0:
+            return self.read()
+        index_size = 16 * self.n_chunks + 4
+        try:
+            with open(self.file, "rb", buffering=0) as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > _WHOLE_READ:
+                    return self.read()
+                data = f.read(size)
+        except FileNotFoundError:
+            raise self._error("missing chunk file") from None
+        except OSError as err:
+            raise self._error(f"cannot read chunk file: {err.strerror or err}") from err
+        if len(data) != size or size < index_size:
+            raise self._error(f"damaged chunk file: {len(data)} bytes, shorter than its index")
+        self._entries = self._parse_index(data[size - index_size :], size)
+        out = np.empty(self.shape, dtype=self.dtype)
+        if not len(out):
+            return out
+        flat, r = out.reshape(len(out), -1), self.rows
+        for i, (offset, nbytes) in enumerate(self._entries):
+            raw = np.frombuffer(data, np.uint8, count=int(nbytes), offset=int(offset))
+            a, b = i * r, min((i + 1) * r, self.shape[0])
+            if not self.compressed:  # the chunk's leading rows (a last chunk is padded to whole rows)
+                flat[a:b].view(np.uint8).reshape(-1)[:] = raw[: (b - a) * flat.shape[1] * self.dtype.itemsize]
+                continue
+            from numcodecs import blosc
+
+            dest = out[a:b] if b - a == r else np.empty((r, *self.row_shape), self.dtype)
+            try:
+                got = int.from_bytes(raw[4:8].tobytes(), "little") if len(raw) >= 16 else -1
+                if got != self.chunk_nbytes:
+                    raise ValueError(f"decodes to {got} bytes, expected {self.chunk_nbytes}")
+                blosc.decompress(raw, dest)
+            except (RuntimeError, ValueError) as err:  # numcodecs raises RuntimeError for a bad frame
+                raise self._error(f"damaged Blosc chunk {i} ({err})") from err
+            if b - a != r:
+                out[a:b] = dest[: b - a]
+        return out
 
     def segment(self, i: int) -> tuple[Path, int]:
         """File and byte offset of raw inner chunk ``i`` (for mapping)."""

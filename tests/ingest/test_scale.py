@@ -4,6 +4,7 @@ what they need."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
@@ -52,3 +53,24 @@ def test_a_store_of_100k_fragments_opens_from_its_root_and_reads_what_it_needs(t
     expected = source.read(0, 0, N).take(picks)
     assert got.equals(expected)
     assert store.take([N - 1]).equals(source.read(0, N - 1, N))
+
+    # The loader plans per fragment: its first batch (train split, shuffled) reads the offsets and
+    # fields of the fragments its first batches draw from, not of every fragment (the points of
+    # raw stores are mapped, fragment by fragment, without reading them).
+    from pcdata.loaders import PointCloudLoader
+    from pcdata.store.shards import ShardFile
+
+    touched, real_read = set(), ShardFile.read_whole
+    monkeypatch.setattr(ShardFile, "read_whole", lambda self: touched.add(re.search(r"/(f\d+)/", self.path)[1])
+                        or real_read(self))
+    loader = PointCloudLoader(open_store(out), split="train", batch_size=64, pad=30, seed=5)
+    batch = next(iter(loader))
+    ids = batch["index"].numpy()
+    assert len(ids) == 64 and len(np.unique(ids)) == 64
+    assert loader.num_clouds == len(open_store(out).split_indices("train"))
+    assert np.all(open_store(out).in_split(ids, "train"))
+    assert 64 <= len(touched) <= 2 * 64  # the first round: two batches
+    clouds = source.read(0, 0, N).take(ids)
+    for j in range(64):
+        k = int(batch["mask"][j].sum())
+        np.testing.assert_array_equal(batch["points"][j, :k].numpy(), clouds.points[clouds.offsets[j] : clouds.offsets[j + 1]])

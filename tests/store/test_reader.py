@@ -6,7 +6,8 @@ import pytest
 from pcdata import open_store
 from pcdata.errors import NotAStoreError, StoreFormatError, StoreIncompleteError, StoreNotFoundError
 from pcdata.store.writer import prepare_store
-from tests.store.conftest import make_clouds, shard, shard_entries, template
+from pcdata.store import write_store
+from tests.store.conftest import SMALL_CHUNKS, make_clouds, shard, shard_entries, template
 
 
 def test_counts_features_and_reads(store_path, clouds):
@@ -145,3 +146,24 @@ def test_a_format_1_store_opens_read_only(store_v1, clouds):
     assert s.verify() == [] and s.stats["x"].count == expected.num_points
     with pytest.raises(Exception, match="already exists; pass --overwrite"):
         prepare_store(store_v1, template("v1-fixture"))
+
+
+def test_cached_fragments_are_bounded_in_bytes_and_evicted_ones_read_again(tmp_path, clouds, monkeypatch):
+    import pcdata.store.reader as reader
+
+    path = tmp_path / "many"
+    write_store(path, clouds, template(), clouds_per_fragment=50, chunks=SMALL_CHUNKS)  # 40 fragments
+    store = open_store(path)
+    # 50 clouds of 8 (offsets) + 4 + 4 (fields) bytes: 800 bytes a fragment; a 16 kB budget holds 20
+    monkeypatch.setattr(reader, "_CACHE_BYTES", 16_000)
+    assert store._cache_limit == 20
+    ids = np.random.default_rng(0).permutation(len(clouds))
+    for _ in range(2):
+        starts, counts = store.point_ranges(ids)
+        np.testing.assert_array_equal(starts, clouds.offsets[ids])
+        np.testing.assert_array_equal(counts, clouds.counts[ids])
+        np.testing.assert_array_equal(store.fields_of(ids, ["pt", "n"]),
+                                      np.stack([clouds.fields["pt"][ids], clouds.fields["n"][ids]], axis=1))
+        assert len(store._cache) == 20
+    monkeypatch.setattr(reader, "_CACHE_BYTES", 1)
+    assert open_store(path)._cache_limit == 16  # never fewer than 16
