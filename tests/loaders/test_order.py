@@ -59,7 +59,8 @@ def _reference(layout, counts, *, b, seed, epoch, lanes, buffer, bucket):
 
 @pytest.mark.parametrize("batch_size, lanes, buffer, bucket, selected", [
     (32, 8, None, None, False), (7, 3, None, None, True), (32, 2, 5, None, False), (16, 4, 700, None, True),
-    (16, 8, None, 4, False), (10, 3, 40, 3, True), (64, 1, 3000, None, False)])
+    (16, 8, None, 4, False), (10, 3, 40, 3, True), (64, 1, 3000, None, False),
+    (6, 4, None, 4, False)])  # a tail of one full and one partial batch: the partial one stays last
 def test_windowed_plan_equals_the_full_sort(batch_size, lanes, buffer, bucket, selected):
     """Batches worked out from a window around them equal the epoch sorted whole (per segment)."""
     options = ShuffleOptions(lanes=lanes, buffer_size=buffer, bucket=bucket)
@@ -201,3 +202,140 @@ def test_invalid_options():
         ShuffleOptions(buffer_size=0)
     with pytest.raises(ValueError, match="batch_size"):
         _plan(batch_size=0)
+
+
+# -- the stream, the layout and the rounds pinned down (mutation testing found these untested) -----
+_G, _M = 0x9E3779B97F4A7C15, (1 << 64) - 1
+
+
+def _py_mix(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M
+    return z ^ (z >> 31)
+
+
+def _py_hash(*words):
+    state = 0
+    for w in words:
+        state = _py_mix((state + _G + (w & _M)) & _M)
+    return state
+
+
+def test_the_shuffle_stream_equals_its_definition_in_plain_integers():
+    # The method (fragment-blocks-lanes-window-v2) names this stream: resumed runs depend on it.
+    for words in [(0,), (7, 3, 1), (2**64 - 1, 5), (-1, 0, 2)]:
+        assert hash_seed(*words) == _py_hash(*words)
+    idx = np.array([0, 1, 5, 2**40])
+    base = _py_hash(9, 2, 1)
+    want = [(_py_mix((base + (i + 1) * _G) & _M) >> 11) / 2.0**53 for i in idx.tolist()]
+    assert _uniform_at(idx, 9, 2, 1).tolist() == want
+
+
+def test_a_selection_is_counted_the_same_in_spans(monkeypatch):
+    import pcdata.loaders.order as order
+
+    member = lambda ids: SELECTION[ids]  # noqa: E731
+    blocks = fragment_blocks(FRAGMENTS, 100)
+    whole = Layout.build(blocks, member)
+    assert whole.selected.tolist() == [int(SELECTION[a:b].sum()) for a, b in zip(blocks[:-1], blocks[1:])]
+    monkeypatch.setattr(order, "_SPAN", 333)  # spans that cut blocks
+    assert np.array_equal(Layout.build(blocks, member).selected, whole.selected)
+    ranks = np.array([0, 5, whole.num_clouds - 1])
+    assert whole.select_at(ranks).tolist() == np.flatnonzero(SELECTION)[ranks].tolist()
+    assert whole.select_at(ranks).dtype == np.int64
+
+
+def test_a_selection_that_changes_under_the_plan_is_an_error():
+    flip = SELECTION.copy()
+    layout = Layout.build(fragment_blocks(FRAGMENTS, 100), lambda ids: flip[ids])
+    plan = EpochPlan(layout, batch_size=32, shuffle=True, seed=1, epoch=0)
+    flip[:] = ~flip
+    with pytest.raises(RuntimeError, match=r"^the selection of a block changed while the loader read it \(store rewritten\?\)$"):
+        plan.batch(0)
+
+
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_round_pieces_are_numbered_in_order_and_cover_every_batch_of_a_round(lanes):
+    plan = _plan(selection=SELECTION, batch_size=16, options=ShuffleOptions(lanes=lanes, buffer_size=40))
+    per_round = plan.round_batches(readers=2)
+    assert per_round % plan.lanes == 0 and per_round >= 32
+    assert (per_round // plan.lanes) % (plan._span // 16) == 0  # whole windows of every lane
+    assert plan.round_batches(readers=40) >= 16 * 40
+    batches = np.arange(0, plan.num_batches)
+    rd = plan.round(batches)
+    np.testing.assert_array_equal(rd.piece, np.repeat(np.arange(len(rd.piece_starts) - 1), np.diff(rd.piece_starts)))
+    assert rd.seq.dtype == rd.piece.dtype == rd.order.dtype == np.int64
+    np.testing.assert_array_equal(np.sort(rd.seq), np.flatnonzero(SELECTION))  # the whole epoch, once
+    for t, k in enumerate(batches):
+        np.testing.assert_array_equal(rd.seq[rd.batch(t)], plan.batch(int(k)))
+    empty = plan.round(np.zeros(0, np.int64))
+    assert len(empty.seq) == 0 and empty.seq.dtype == np.int64 and empty.piece_starts.tolist() == [0]
+
+
+def test_boundaries_of_the_options_and_their_messages():
+    assert _plan(batch_size=1).num_batches == N
+    assert ShuffleOptions(buffer_size=1, block_clouds=1, bucket=1, lanes=1).lanes == 1
+    with pytest.raises(ValueError, match=r"^ShuffleOptions.bucket must be >= 1 or None, got 0$"):
+        ShuffleOptions(bucket=0)
+    with pytest.raises(ValueError, match=r"^ShuffleOptions.block_clouds must be >= 1 or None, got -2$"):
+        ShuffleOptions(block_clouds=-2)
+    with pytest.raises(ValueError, match=r"^bucketing needs the clouds' counts$"):
+        EpochPlan(_layout(), batch_size=8, shuffle=True, seed=1, epoch=0, options=ShuffleOptions(bucket=4))
+    plan = _plan()
+    with pytest.raises(IndexError, match=rf"^batch {plan.num_batches} out of range for an epoch of {plan.num_batches} batches$"):
+        plan.positions(plan.num_batches)
+    with pytest.raises(IndexError, match="out of range"):
+        plan.positions(-1)
+    nothing = _plan(selection=np.zeros(N, bool))
+    assert nothing.num_batches == 0 and nothing.clouds().dtype == np.int64 and len(nothing.clouds()) == 0
+    ids, blocks = plan.ids(np.zeros(0, np.int64))
+    assert ids.dtype == blocks.dtype == np.int64 and len(ids) == len(blocks) == 0
+
+
+def test_defaults_world_size_buffer_and_blocks():
+    n_sel = int(SELECTION.sum())
+    b = next(b for b in range(30, 60) if (n_sel // b) % 2 == 1)  # an odd number of batches
+    plan = EpochPlan(_layout(selection=SELECTION), batch_size=b, shuffle=True, seed=1, epoch=0, drop_last=True)
+    assert plan.num_batches == n_sel // b  # one rank unless told
+    nonempty = int((plan.layout.selected > 0).sum())
+    assert plan.buffer == max(2 * b, int(2 * n_sel / nonempty))  # the documented default reach
+    one_block = np.zeros(N, bool)
+    one_block[:50] = True
+    assert _plan(selection=one_block, batch_size=8).buffer == 100  # 2 x 50 clouds in the one block
+    assert plan.round_batches() == plan.round_batches(1)
+    assert fragment_blocks(np.array([0, 3, 5]), 1).tolist() == [0, 1, 2, 3, 4, 5]
+    assert fragment_blocks(np.array([0, 3, 5]), 0).tolist() == [0, 1, 2, 3, 4, 5]  # at least one cloud a block
+    everything = Layout.build(fragment_blocks(FRAGMENTS, 100), lambda ids: np.ones(len(ids), bool))
+    plain = Layout.build(fragment_blocks(FRAGMENTS, 100))
+    assert plain.member is None and np.array_equal(everything.selected, plain.selected)
+    assert plain.selected.sum() == N
+
+
+def test_no_shuffle_ignores_bucketing_and_a_tiny_selection_is_one_tail_segment():
+    plan = _plan(selection=SELECTION, shuffle=False, options=ShuffleOptions(bucket=4))
+    np.testing.assert_array_equal(plan.clouds(), np.flatnonzero(SELECTION))
+    few = np.zeros(N, bool)
+    few[[3, 1800, 1801, 4000, 4999]] = True
+    tiny = _plan(selection=few, batch_size=2, options=ShuffleOptions(lanes=8))
+    assert tiny._m == 0 and tiny.num_batches == 3
+    rd = tiny.round(np.arange(3))
+    assert sorted(rd.seq.tolist()) == [3, 1800, 1801, 4000, 4999]
+    for t in range(3):
+        np.testing.assert_array_equal(rd.seq[rd.batch(t)], tiny.batch(t))
+
+
+@pytest.mark.parametrize("lanes, readers", [(1, 1), (3, 2), (8, 40)])
+def test_a_round_is_whole_windows_of_every_lane_and_16_batches_a_reader(lanes, readers):
+    plan = _plan(selection=SELECTION, batch_size=16, options=ShuffleOptions(lanes=lanes, buffer_size=40))
+    w = plan._span // 16
+    per_lane = max(w, -(-16 * readers // lanes))
+    got = plan.round_batches(readers)
+    assert type(got) is int and got == lanes * (-(-per_lane // w) * w)
+
+
+def test_round_pieces_are_maximal_runs():
+    plan = _plan(selection=SELECTION, batch_size=16, options=ShuffleOptions(lanes=2, buffer_size=40))
+    rd = plan.round(np.arange(plan.num_batches))
+    block = np.searchsorted(plan.layout.blocks, rd.seq[rd.piece_starts[:-1]], side="right")
+    # A new piece starts at a new block, or where a segment ends (at most one per segment).
+    assert int((np.diff(block) == 0).sum()) <= plan.lanes

@@ -124,3 +124,65 @@ def test_split_sizes_equal_exact_decimal_arithmetic():
             expected = {name: cuts[i + 1] - cuts[i] for i, (name, _) in enumerate(fractions)}
             assert split_sizes(n, spec) == expected, (fractions, n)
     assert split_sizes(90, SplitSpec((("train", 0.7), ("test", 0.3)), method=RANK))["train"] == 63
+
+
+def test_splitmix64_takes_any_integer_input_and_wraps_without_a_warning():
+    want = [_py_splitmix64(v) for v in (0, 1, 2**63 + 5, _MASK)]
+    assert splitmix64([0, 1, 2**63 + 5, _MASK]).tolist() == want  # Python ints, beyond int64 too
+    assert splitmix64(np.array([0, 1], dtype=np.int64)).tolist() == want[:2]
+    assert int(splitmix64(np.uint64(2**63 + 5))) == want[2]  # a scalar: no overflow warning (errors here)
+
+
+@pytest.mark.parametrize("method", [RANK, THRESHOLD])
+def test_the_first_split_starts_at_key_zero_and_the_last_ends_past_every_key(method):
+    # With seed 0, cloud 0 has key splitmix64(0) = 0: the smallest key belongs to the first split.
+    spec = SplitSpec(seed=0, method=method)
+    cuts = split_cuts(100, spec)
+    assert cuts["train"][0] == 0 and cuts["test"][1] == 1 << 64
+    assert int(split_member(np.array([0]), 0, cuts["train"])[0]) == 1
+    assert 0 in split_indices(100, spec)["train"]
+
+
+@pytest.mark.parametrize("method", [RANK, THRESHOLD])
+def test_fractions_that_sum_to_one_within_the_tolerance_still_cover_every_cloud(method):
+    # 0.3 + 0.3 + 0.3999995 = 0.9999995 (accepted, within 1e-6): the last split still ends at n.
+    n = 10_000
+    spec = SplitSpec((("a", 0.3), ("b", 0.3), ("c", 0.3999995)), seed=4, method=method)
+    parts = split_indices(n, spec)
+    assert sum(len(v) for v in parts.values()) == n
+    assert split_cuts(n, spec)["c"][1] == 1 << 64
+    if method == RANK:
+        assert split_sizes(n, spec) == {"a": 3000, "b": 3000, "c": 4000}
+    # and past one, with an empty last split: nothing past n, no cloud in "c"
+    over = SplitSpec((("a", 0.5), ("b", 0.5000005), ("c", 0.0)), seed=4, method=method)
+    big = 10_000_000
+    if method == RANK:
+        assert split_sizes(big, over) == {"a": 5_000_000, "b": 5_000_000, "c": 0}
+    assert {k: len(v) for k, v in split_indices(n, over).items()}["c"] == 0
+
+
+def test_rank_cuts_at_the_first_rank_and_an_empty_first_split():
+    ids = np.arange(10)
+    keys = _py_keys(10, 6)
+    order = sorted(range(10), key=lambda i: keys[i])
+    spec = SplitSpec((("one", 0.1), ("rest", 0.9)), seed=6, method=RANK)
+    parts = split_indices(10, spec)
+    assert parts["one"].tolist() == [order[0]] and len(parts["rest"]) == 9
+    for name, cut in split_cuts(10, spec).items():
+        np.testing.assert_array_equal(ids[split_member(ids, 6, cut)], parts[name])
+    empty_first = SplitSpec((("none", 0.0), ("all", 1.0)), seed=6, method=RANK)
+    assert {k: len(v) for k, v in split_indices(10, empty_first).items()} == {"none": 0, "all": 10}
+    assert split_indices(0, empty_first)["none"].dtype == np.int64
+
+
+@pytest.mark.parametrize("method", [RANK, THRESHOLD])
+def test_hashing_in_spans_gives_the_same_splits(method, monkeypatch):
+    import pcdata.store.splits as splits
+
+    spec = SplitSpec(seed=8, method=method)
+    whole = split_indices(1000, spec)
+    cuts = split_cuts(1000, spec)
+    monkeypatch.setattr(splits, "_SPAN", 7)  # 143 spans, the last partial
+    assert split_cuts(1000, spec) == cuts
+    parts = split_indices(1000, spec)
+    assert all(np.array_equal(parts[k], whole[k]) and parts[k].dtype == np.int64 for k in whole)
