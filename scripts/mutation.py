@@ -115,9 +115,9 @@ def main() -> None:
     ap.add_argument("--scratch", type=Path, default=Path("/tmp/pcdata-mutation"))
     ap.add_argument("--out", type=Path, default=ROOT / "mutation-report")
     args = ap.parse_args()
-    try:
-        import mutmut  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("mutmut") is None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", MUTMUT], check=True)
     targets = [t for t in TARGETS if not args.only or t.name in args.only]
     args.out.mkdir(parents=True, exist_ok=True)

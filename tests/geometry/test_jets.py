@@ -190,3 +190,24 @@ def test_empty_jet_is_all_zero():
     jet = gj.jet_from_constituents(z, z, z, z, np.zeros((2, 3), bool))
     for name in ("pt", "eta", "phi", "mass", "energy"):
         np.testing.assert_array_equal(getattr(jet, name), 0.0)
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_delta_r_wraps_phi_and_follows_the_array_library(lib):
+    eta1, phi1 = np.array([0.0, 1.0, -0.5]), np.array([3.0, 0.2, -3.1])
+    eta2, phi2 = np.array([0.0, -2.0, 0.7]), np.array([-3.0, 0.2, 3.1])
+    want = np.hypot(eta1 - eta2, [2 * math.pi - 6.0, 0.0, 2 * math.pi - 6.2])  # across the +-pi edge
+    args = (eta1, phi1, eta2, phi2) if lib == "numpy" else tuple(torch.from_numpy(a) for a in (eta1, phi1, eta2, phi2))
+    got = gj.delta_r(*args)
+    assert isinstance(got, np.ndarray if lib == "numpy" else torch.Tensor)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)
+
+
+def test_a_mass_from_rounding_below_zero_is_zero_and_a_real_one_is_kept():
+    pt, eta = np.array([10.0, 10.0]), np.array([0.3, 0.3])
+    p = pt * np.cosh(eta)
+    e = np.array([p[0] * (1 - 1e-12), math.hypot(p[1], 0.5)])  # E < |p| by rounding; m = 0.5
+    np.testing.assert_allclose(gj.mass_from_energy(pt, eta, e), [0.0, 0.5], atol=1e-9)
+    px, py, pz, en = gj.ptetaphim_to_pxpypze(pt, eta, np.zeros(2), np.array([0.0, 0.5]))
+    np.testing.assert_allclose(gj.pxpypze_to_ptetaphim(px, py, pz, en * np.array([1 - 1e-12, 1.0]))[3], [0.0, 0.5],
+                               atol=1e-6)

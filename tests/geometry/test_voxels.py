@@ -205,3 +205,20 @@ def test_quantise_floors_negative_coordinates_and_points_below_the_grid_are_drop
         clouds_to_voxels(clouds, "ds2")
     _, showers = clouds_to_voxels(clouds, "ds2", out_of_range="drop")
     assert showers.sum() == 2.0 and showers[0, get_geometry("ds2").cell_to_voxel(3, 1, 2)] == 2.0
+
+
+def test_dequantised_to_physical_spreads_each_fraction_linearly_over_its_own_range():
+    # A point at fractions (0.25, 0.75) of its cell's angle and radius ranges lands exactly there;
+    # the layer coordinate (with its own fraction) is kept as it is.
+    g = get_geometry("ds2")
+    cells = np.array([[3, 7, 5], [40, 0, 8]])
+    coords = cells + np.array([[0.5, 0.25, 0.75], [0.125, 0.75, 0.25]])
+    voxel = g.cell_to_voxel(*cells.T)
+    (a0, a1), (r0, r1) = g.voxel_alpha_edges[voxel].T, g.voxel_r_edges[voxel].T
+    want_a = a0 + np.array([0.25, 0.75]) * (a1 - a0)
+    want_r = r0 + np.array([0.75, 0.25]) * (r1 - r0)
+    np.testing.assert_allclose(dequantised_to_physical(coords, g), np.stack([coords[:, 0], want_a, want_r], 1), rtol=1e-12)
+    xy = dequantised_to_physical(coords.astype(np.float32), "ds2", cartesian=True)
+    assert xy.dtype == np.float64
+    np.testing.assert_allclose(xy, np.stack([coords[:, 0], want_r * np.cos(want_a), want_r * np.sin(want_a)], 1),
+                               rtol=1e-6, atol=1e-9)
