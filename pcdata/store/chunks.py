@@ -21,6 +21,25 @@ import numpy as np
 
 from ..errors import StoreFormatError
 
+
+def decode_blosc(raw, dest: np.ndarray, nbytes: int) -> None:
+    """Decode one Blosc frame into ``dest``, refusing a frame that does not decode to ``nbytes``.
+
+    Raises:
+        ValueError: a frame of another size, or one Blosc cannot decode.
+    """
+    from numcodecs import blosc
+
+    # Blosc's 16-byte header holds the decoded size at bytes 4-8: a frame that decodes to fewer
+    # bytes would leave the end of ``dest`` stale.
+    size = int.from_bytes(bytes(raw[4:8]), "little") if len(raw) >= 16 else -1
+    if size != nbytes:
+        raise ValueError(f"decodes to {size} bytes, expected {nbytes}")
+    try:
+        blosc.decompress(raw, dest)
+    except RuntimeError as err:  # numcodecs raises RuntimeError for a bad frame
+        raise ValueError(str(err)) from err
+
 __all__ = ["ChunkFile", "MappedRows", "map_rows", "open_chunks"]
 
 
@@ -101,16 +120,9 @@ class ChunkFile:
             return
         except OSError as err:
             raise StoreFormatError(f"{key}: cannot read chunk ({err.strerror or err})") from err
-        from numcodecs import blosc
-
         try:
-            # Blosc's 16-byte header holds the decoded size at bytes 4-8: a frame that decodes
-            # to fewer bytes would leave the end of ``dest`` stale.
-            size = int.from_bytes(raw[4:8].tobytes(), "little") if len(raw) >= 16 else -1
-            if size != self.chunk_nbytes:
-                raise ValueError(f"decodes to {size} bytes, expected {self.chunk_nbytes}")
-            blosc.decompress(raw, dest)
-        except (RuntimeError, ValueError) as err:  # numcodecs raises RuntimeError for a bad frame
+            decode_blosc(raw, dest, self.chunk_nbytes)
+        except ValueError as err:
             raise StoreFormatError(f"{key}: damaged Blosc chunk ({err})") from err
 
     def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:

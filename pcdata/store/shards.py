@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StoreFormatError
+from .chunks import decode_blosc
 from .format import ChunkSpec
 
 __all__ = ["shard_key", "write_array", "ShardFile"]
@@ -215,16 +216,8 @@ class ShardFile:
             if not self.compressed:  # the chunk's leading rows (a last chunk is padded to whole rows)
                 flat[a:b].view(np.uint8).reshape(-1)[:] = raw[: (b - a) * flat.shape[1] * self.dtype.itemsize]
                 continue
-            from numcodecs import blosc
-
             dest = out[a:b] if b - a == r else np.empty((r, *self.row_shape), self.dtype)
-            try:
-                got = int.from_bytes(raw[4:8].tobytes(), "little") if len(raw) >= 16 else -1
-                if got != self.chunk_nbytes:
-                    raise ValueError(f"decodes to {got} bytes, expected {self.chunk_nbytes}")
-                blosc.decompress(raw, dest)
-            except (RuntimeError, ValueError) as err:  # numcodecs raises RuntimeError for a bad frame
-                raise self._error(f"damaged Blosc chunk {i} ({err})") from err
+            self._decode(i, raw, dest)
             if b - a != r:
                 out[a:b] = dest[: b - a]
         return out
@@ -243,17 +236,14 @@ class ShardFile:
             raise self._error(f"damaged chunk file: chunk {i} cut short")
         return buf[:nbytes]
 
-    def _decode_into(self, i: int, f, dest: np.ndarray) -> None:
-        from numcodecs import blosc
-
-        raw = self._chunk_bytes(i, f)
+    def _decode(self, i: int, raw, dest: np.ndarray) -> None:
         try:
-            size = int.from_bytes(raw[4:8].tobytes(), "little") if len(raw) >= 16 else -1
-            if size != self.chunk_nbytes:
-                raise ValueError(f"decodes to {size} bytes, expected {self.chunk_nbytes}")
-            blosc.decompress(raw, dest)
-        except (RuntimeError, ValueError) as err:  # numcodecs raises RuntimeError for a bad frame
+            decode_blosc(raw, dest, self.chunk_nbytes)
+        except ValueError as err:
             raise self._error(f"damaged Blosc chunk {i} ({err})") from err
+
+    def _decode_into(self, i: int, f, dest: np.ndarray) -> None:
+        self._decode(i, self._chunk_bytes(i, f), dest)
 
     def read(self, start: int = 0, stop: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """Rows ``start:stop`` (clipped to the array), into ``out`` when given."""
