@@ -293,12 +293,6 @@ class Store:
         """Every committed fragment (reads every index manifest)."""
         return tuple(f for part in self._all_parts() for f in part.infos)
 
-    def _rows_per_chunk(self, k: int, info: FragmentInfo) -> int:
-        """Points per chunk of fragment ``k`` (format 2: the layout's; format 1: the array's own)."""
-        if self._v1:
-            return self._fragment(k).rows
-        return max(1, min(self.meta.layout.points_rows, info.num_points))
-
     def _point_base(self, k: int) -> int:
         """First global point row of fragment ``k``."""
         p = int(np.searchsorted(self._part_frags, k, side="right") - 1)
