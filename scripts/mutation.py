@@ -46,10 +46,19 @@ TARGETS = (
     Target("order", "pcdata/loaders/order.py", ("tests/loaders/test_order.py",)),
     Target("voxels", "pcdata/geometry/voxels.py", ("tests/geometry/test_voxels.py",)),
     Target("jet-coordinates", "pcdata/geometry/jets.py", ("tests/geometry/test_jets.py",)),
-    Target("shards", "pcdata/store/shards.py", ("tests/store/test_shards.py", "tests/store/test_chunks.py")),
+    Target("shards", "pcdata/store/shards.py", ("tests/store/test_shards.py", "tests/store/test_chunks.py",
+                                                "tests/store/test_reader.py")),
     Target("reader", "pcdata/store/reader.py", ("tests/store/test_reader.py", "tests/store/test_chunks.py",
                                                 "tests/store/test_faults.py")),
     Target("writer", "pcdata/store/writer.py", ("tests/store/test_writer.py", "tests/store/test_faults.py")),
+    Target("transforms", "pcdata/loaders/transforms.py", ("tests/loaders/test_transforms.py",)),
+    Target("loader", "pcdata/loaders/loader.py", ("tests/loaders/test_loader.py",)),
+    Target("flow-matching", "pcmodels/methods/flow_matching.py", ("tests/pcmodels/test_methods.py",)),
+    Target("diffusion", "pcmodels/methods/diffusion.py", ("tests/pcmodels/test_methods.py",)),
+    Target("train-step", "pcmodels/training/step.py", ("tests/pcmodels/test_step.py", "tests/pcmodels/test_training.py")),
+    Target("checkpoint", "pcmodels/training/checkpoint.py", ("tests/pcmodels/test_step.py",
+                                                            "tests/pcmodels/test_training.py")),
+    Target("floor", "pcmodels/evaluation/floor.py", ("tests/evaluation/test_floor.py",)),
 )
 
 _STATUS = re.compile(r"^\s*(\S+): (\w[\w ]*)$")

@@ -35,6 +35,11 @@ def decode_blosc(raw, dest: np.ndarray, nbytes: int) -> None:
     size = int.from_bytes(bytes(raw[4:8]), "little") if len(raw) >= 16 else -1
     if size != nbytes:
         raise ValueError(f"decodes to {size} bytes, expected {nbytes}")
+    # bytes 12-16 hold the frame's own length: a frame longer or shorter than the chunk its index
+    # (or its file) gives is damaged, even where Blosc would decode its first bytes.
+    cbytes = int.from_bytes(bytes(raw[12:16]), "little")
+    if cbytes != len(raw):
+        raise ValueError(f"a frame of {cbytes} bytes stored in {len(raw)}")
     try:
         blosc.decompress(raw, dest)
     except RuntimeError as err:  # numcodecs raises RuntimeError for a bad frame

@@ -102,10 +102,11 @@ def write_array(path: Path, values: np.ndarray, rows: int, spec: ChunkSpec, dims
         from numcodecs import blosc
     for i in range(n_inner):
         chunk = values[i * inner : (i + 1) * inner]
-        if len(chunk) < inner:  # the last inner chunk is stored at full size, padded with the fill value
+        # the last inner chunk is stored at full size, padded with the fill value
+        if len(chunk) < inner:  # pragma: no mutate (<=: padding by zero rows)
             chunk = np.concatenate([chunk, np.zeros((inner - len(chunk), *values.shape[1:]), values.dtype)])
         if spec.cname == "none":
-            data = memoryview(chunk).cast("B")
+            data = memoryview(chunk).cast("B")  # pragma: no mutate (signed or unsigned bytes: the same bytes)
         else:
             data = blosc.compress(chunk, spec.cname.encode(), spec.clevel, _SHUFFLE[spec.shuffle], 0)
         pieces.append(data)
@@ -155,12 +156,12 @@ class ShardFile:
     def _read_index(self) -> np.ndarray:
         index_size = 16 * self.n_chunks + 4
         try:
-            with open(self.file, "rb", buffering=0) as f:
+            with open(self.file, "rb", buffering=0) as f:  # pragma: no mutate (unbuffered: speed only)
                 size = os.fstat(f.fileno()).st_size
                 if size < index_size:
                     raise self._error(f"damaged chunk file: {size} bytes, shorter than its index")
                 f.seek(size - index_size)
-                tail = f.read(index_size)
+                tail = f.read(index_size)  # pragma: no mutate (the rest of the file from there)
         except FileNotFoundError:
             raise self._error("missing chunk file") from None
         except OSError as err:
@@ -180,9 +181,9 @@ class ShardFile:
             first = int(np.flatnonzero((entries == _EMPTY).any(axis=1))[0])
             raise self._error(f"missing chunk {first} in the shard")
         ends = entries[:, 0] + entries[:, 1]
-        if int(ends.max(initial=0)) != size - index_size:
+        if int(ends.max()) != size - index_size:  # n >= 1: a shard file holds a chunk
             raise self._error(f"damaged chunk file: {size} bytes where the index ends its chunks at "
-                              f"{int(ends.max(initial=0)) + index_size}")
+                              f"{int(ends.max()) + index_size}")
         if not self.compressed and (entries[:, 1] != self.chunk_nbytes).any():
             raise self._error(f"damaged chunk file: a raw chunk is not {self.chunk_nbytes} bytes")
         return entries.astype(np.int64)
@@ -194,31 +195,32 @@ class ShardFile:
             return self.read()
         index_size = 16 * self.n_chunks + 4
         try:
-            with open(self.file, "rb", buffering=0) as f:
+            with open(self.file, "rb", buffering=0) as f:  # pragma: no mutate (unbuffered: speed only)
                 size = os.fstat(f.fileno()).st_size
-                if size > _WHOLE_READ:
+                if size > _WHOLE_READ:  # pragma: no mutate (>=: either path reads the same)
                     return self.read()
-                data = f.read(size)
+                data = f.read()
         except FileNotFoundError:
             raise self._error("missing chunk file") from None
         except OSError as err:
             raise self._error(f"cannot read chunk file: {err.strerror or err}") from err
-        if len(data) != size or size < index_size:
-            raise self._error(f"damaged chunk file: {len(data)} bytes, shorter than its index")
+        size = len(data)  # a file cut while it was read is what the checks below see
+        if size < index_size:
+            raise self._error(f"damaged chunk file: {size} bytes, shorter than its index")
         self._entries = self._parse_index(data[size - index_size :], size)
         out = np.empty(self.shape, dtype=self.dtype)
         if not len(out):
             return out
-        flat, r = out.reshape(len(out), -1), self.rows
+        flat, r = out.reshape(len(out), -1), self.rows  # pragma: no mutate (numpy reads any negative as -1)
         for i, (offset, nbytes) in enumerate(self._entries):
             raw = np.frombuffer(data, np.uint8, count=int(nbytes), offset=int(offset))
             a, b = i * r, min((i + 1) * r, self.shape[0])
             if not self.compressed:  # the chunk's leading rows (a last chunk is padded to whole rows)
-                flat[a:b].view(np.uint8).reshape(-1)[:] = raw[: (b - a) * flat.shape[1] * self.dtype.itemsize]
+                flat[a:b].view(np.uint8).reshape(-1)[:] = raw[: (b - a) * flat.shape[1] * self.dtype.itemsize]  # pragma: no mutate
                 continue
             dest = out[a:b] if b - a == r else np.empty((r, *self.row_shape), self.dtype)
             self._decode(i, raw, dest)
-            if b - a != r:
+            if b - a != r:  # pragma: no mutate (copying a whole chunk through dest reads the same)
                 out[a:b] = dest[: b - a]
         return out
 
@@ -228,9 +230,10 @@ class ShardFile:
 
     def _chunk_bytes(self, i: int, f) -> np.ndarray:
         offset, nbytes = self.entries[i]
-        buf = getattr(self._local, "raw", None)
-        if buf is None or len(buf) < nbytes:
-            buf = self._local.raw = np.empty(max(int(nbytes), 2 * self.chunk_nbytes), dtype=np.uint8)
+        # a per-thread buffer reused across chunks (speed only: any fresh buffer reads the same)
+        buf = getattr(self._local, "raw", None)  # pragma: no mutate
+        if buf is None or len(buf) < nbytes:  # pragma: no mutate
+            buf = self._local.raw = np.empty(max(int(nbytes), 2 * self.chunk_nbytes), dtype=np.uint8)  # pragma: no mutate
         got = os.preadv(f.fileno(), [memoryview(buf)[:nbytes]], int(offset))
         if got != nbytes:
             raise self._error(f"damaged chunk file: chunk {i} cut short")
@@ -259,7 +262,7 @@ class ShardFile:
         entries, r = self.entries, self.rows
         row_bytes = self.chunk_nbytes // r
         try:
-            f = open(self.file, "rb", buffering=0)
+            f = open(self.file, "rb", buffering=0)  # pragma: no mutate (unbuffered: speed only)
         except OSError as err:
             raise self._error(f"cannot read chunk file: {err.strerror or err}") from err
         with f:
@@ -268,15 +271,16 @@ class ShardFile:
                 a, b = max(lo, start), min(hi, stop)
                 dest = out[a - start : b - start]
                 if not self.compressed:
-                    view = memoryview(dest.reshape(-1).view(np.uint8))
+                    view = memoryview(dest.reshape(-1).view(np.uint8))  # pragma: no mutate (any negative: -1)
                     got = os.preadv(f.fileno(), [view], int(entries[i, 0]) + (a - lo) * row_bytes)
                     if got != len(view):
                         raise self._error(f"damaged chunk file: chunk {i} cut short")
                 elif a == lo and b == hi:
                     self._decode_into(i, f, dest)
                 else:
-                    scratch = getattr(self._local, "scratch", None)
-                    if scratch is None or scratch.shape[0] != r:
+                    # per-thread scratch reused across chunks (speed only)
+                    scratch = getattr(self._local, "scratch", None)  # pragma: no mutate
+                    if scratch is None or scratch.shape[0] != r:  # pragma: no mutate
                         scratch = self._local.scratch = np.empty((r, *self.row_shape), dtype=self.dtype)
                     self._decode_into(i, f, scratch)
                     dest[...] = scratch[a - lo : b - lo]
