@@ -65,14 +65,27 @@ def per_level_loss(loss: Callable, real: torch.Tensor | None, fake: torch.Tensor
     return sum(loss(None if real is None else real[:, k], fake[:, k], critic) for k in range(fake.shape[1]))
 
 
-def level_matching(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
+def level_matching(fake: list[torch.Tensor], real: list[torch.Tensor],
+                   across: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """DeepTreeGAN's feature matching: per level, the features ``[B, D]`` standardised by the real
     batch's mean and standard deviation; the mean over levels and features of ``|mean_B(fake)|``
-    (the real batch's standardised mean being zero)."""
+    (the real batch's standardised mean being zero).
+
+    ``across`` (``ctx.mean_count``) averages a detached tensor over the training processes: the
+    statistics are then those of the global batch, and each rank's gradient is its clouds' share
+    of the global batch's (DDP's average of the ranks' gradients equals one process on the union).
+    """
+    def avg(t: torch.Tensor) -> torch.Tensor:
+        return t.detach() if across is None else across(t.detach()).to(t.dtype)
+
     terms = []
     for f, r in zip(fake, real):
-        mu, sd = r.mean(0), r.std(0, unbiased=False).clamp_min(1e-6)
-        terms.append(((f - mu) / sd).mean(0).abs().mean())
+        mu = avg(r.mean(0))
+        sd = (avg((r * r).mean(0)) - mu * mu).clamp_min(0.0).sqrt().clamp_min(1e-6)
+        local = f.mean(0)
+        # The global mean's value, with the gradient of this rank's own clouds.
+        mean = local - local.detach() + avg(local)
+        terms.append(((mean - mu) / sd).abs().mean())
     return torch.stack(terms).mean()
 
 
@@ -143,9 +156,9 @@ class AdversarialMethod(Method):
     def _loss(self, real, fake, critic: bool):
         return per_level_loss(self.loss, real, fake, critic)
 
-    def _matching(self, fake_field, real_field) -> torch.Tensor:
+    def _matching(self, fake_field, real_field, ctx: StepContext) -> torch.Tensor:
         if self.matching == "levels":
-            return level_matching([f.float() for f in fake_field], [r.float() for r in real_field])
+            return level_matching([f.float() for f in fake_field], [r.float() for r in real_field], ctx.mean_count)
         return ((fake_field.float() - real_field.float()) ** 2).mean()
 
     # -- training ----------------------------------------------------------------------------------
@@ -188,7 +201,7 @@ class AdversarialMethod(Method):
                 loss_gen = self._loss(None, score.float(), False)
                 total = loss_gen
                 if self.mean_field_steps is None or ctx.step < self.mean_field_steps:
-                    loss_mf = self._matching(fake_field, real_field)
+                    loss_mf = self._matching(fake_field, real_field, ctx)
                     total = loss_gen + self.matching_weight * loss_mf
                     out["loss_mean_field" if self.matching == "mean_field" else "loss_matching"] = float(loss_mf.detach())
             ctx.optimise("generator", total)
