@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=3.5, help="training wall time per model")
     ap.add_argument("--num", type=int, default=5000)
     ap.add_argument("--timing-batch", type=int, default=1000)
-    ap.add_argument("--models", default="epic-fm,epic-jedi,mdma")
+    ap.add_argument("--models", default="epic-fm,epic-jedi,mdma,deeptree")
     ap.add_argument("--timing", choices=("all", "default"), default="all",
                     help="time every sampler at 25/50/100 steps, or only the default sampler at 50")
     ap.add_argument("--reuse", action="store_true", help="reuse a finished run of this benchmark in --workdir")

@@ -16,7 +16,7 @@ For each dataset (``--datasets``, default ds2 and ds3):
 The showers are not Geant4: compare the models with each other and with the floor, never with
 the official CaloChallenge table.
 
-    python benchmarks/bench_shower_models.py [--minutes 10] [--datasets ds2,ds3] [--models calopointflow,mdma]
+    python benchmarks/bench_shower_models.py [--minutes 10] [--datasets ds2,ds3] [--models calopointflow,mdma,deeptree]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SIZES = {"ds2": (26_300, 2500), "ds3": (5_000, 500)}
-CONFIGS = {"calopointflow": "small", "mdma": "small-showers"}
+CONFIGS = {"calopointflow": "small", "mdma": "small-showers", "deeptree": "small-showers"}
 HEADLINE = ("E layer", "Etot / Einc", "EC Eta", "EC Phi", "EC r", "Width Eta", "Width Phi", "Width r", "Sparsity")
 
 
@@ -80,7 +80,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0, help="training wall time per model (ds3: half)")
     ap.add_argument("--datasets", default="ds2,ds3")
-    ap.add_argument("--models", default="calopointflow,mdma")
+    ap.add_argument("--models", default="calopointflow,mdma", help="comma-separated; also deeptree")
     ap.add_argument("--workdir", type=Path, default=Path("bench-data"))
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs in --workdir")
     args = ap.parse_args()

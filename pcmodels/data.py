@@ -18,7 +18,7 @@ from pcdata.loaders import (BoxCox, CDFDequantize, Dequantize, EnergyFraction, L
 
 from .errors import ConfigError
 
-__all__ = ["DataPlan", "standard_plan", "mdma_shower_plan", "pointflow_plan", "SHOWER_CELLS", "POINTFLOW_FIELDS"]
+__all__ = ["DataPlan", "standard_plan", "mdma_shower_plan", "shower_plan", "pointflow_plan", "SHOWER_CELLS", "POINTFLOW_FIELDS"]
 
 #: The integer cell columns of a shower store.
 SHOWER_CELLS = ("layer", "alpha_bin", "r_bin")
@@ -59,9 +59,14 @@ def mdma_shower_plan(config, store) -> DataPlan:
     energies Box-Cox transformed, all standardised; conditioned on the standardised log E_inc."""
     if store.kind != "showers":
         return standard_plan(config, store)
-    _need_showers(store, "mdma")
+    return shower_plan(config, store, "mdma")
+
+
+def shower_plan(config, store, model: str) -> DataPlan:
+    """The MDMA shower plan (:func:`mdma_shower_plan`) for ``model`` (named in its errors)."""
+    _need_showers(store, model)
     if tuple(config.data.cond_fields) != ("incident_energy",):
-        raise ConfigError(f"data.cond_fields: mdma on showers conditions on [incident_energy], "
+        raise ConfigError(f"data.cond_fields: {model} on showers conditions on [incident_energy], "
                           f"got {list(config.data.cond_fields)}")
     cells = list(SHOWER_CELLS)
     return DataPlan(None, (Log(["incident_energy"]), Dequantize(cells), MinMax(cells), Logit(cells), BoxCox(["energy"]),

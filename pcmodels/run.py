@@ -174,6 +174,7 @@ class Run:
         config = self.config
         spec = get_model(config.model, where=str(self.path / "run.json"))
         method = spec.method(config, self.data)
+        method.bind_transforms(self.transforms())
         tensors, meta = self.load_checkpoint()
         try:
             for name, module in method.modules.items():

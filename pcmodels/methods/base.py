@@ -207,6 +207,11 @@ class Method(ABC):
         models none and returns ``cloud``."""
         return cloud
 
+    def bind_transforms(self, transforms: Any) -> None:
+        """Called with the run's bound transforms (fitted on the training split) once the method is
+        built, by the trainer and when a run is loaded: for a model whose output step works in
+        physical units (DeepTreeGAN's p_T fractions summing to one). The default needs none."""
+
     def sampler_settings(self, sampler: str | None, steps: int | None) -> dict[str, Any]:
         """The sampler and options a call with these arguments uses (for reports)."""
         return {"sampler": sampler, "steps": steps}

@@ -10,6 +10,17 @@ the critic's last mean-field token of the real batch (taken in the critic step b
 Losses (:data:`GAN_LOSSES`): least squares (critic ``(D(x)-1)^2 + D(G(z))^2``, generator
 ``0.5 (D(G(z))-1)^2``), hinge, Wasserstein. A critic whose mean output passes ``critic_limit`` or
 any non-finite loss stops the run (:class:`~pcmodels.errors.TrainingDiverged`).
+
+Critics with several heads (DeepTreeGAN's tree critic scores every pooling level) return scores
+``[B, L]``: the loss is taken per level (a column) and summed over the levels. Feature matching
+comes in two kinds (:data:`FeatureMatching`): ``mean_field`` (MDMA: the squared distance of the
+critic's last token to the real batch's) and ``levels`` (DeepTreeGAN: for the critic's pooled
+features at every level, standardised by the real batch's mean and standard deviation, the mean
+absolute value of the generated batch's mean; i.e. the L1 distance of the standardised means).
+Generators with a ``latent`` attribute (one noise vector per cloud, DeepTreeGAN's tree root) get
+noise ``[B, latent]``; the others per-point noise ``[B, N, F]`` with the padding zeroed. A
+generator may make more points than the batch holds (DeepTreeGAN's full tree): the first ``N``
+are kept. :meth:`AdversarialMethod.postprocess` is the hook for a model's own output step.
 """
 
 from __future__ import annotations
@@ -23,9 +34,10 @@ import torch.nn.functional as F
 from ..errors import TrainingDiverged
 from .base import DataSpec, Method, StepContext
 
-__all__ = ["AdversarialMethod", "GAN_LOSSES", "GanLoss"]
+__all__ = ["AdversarialMethod", "GAN_LOSSES", "GanLoss", "FeatureMatching", "per_level_loss", "level_matching"]
 
 GanLoss = Literal["lsgan", "hinge", "wgan"]
+FeatureMatching = Literal["mean_field", "levels"]
 
 
 def _lsgan(real, fake, critic: bool):
@@ -46,6 +58,37 @@ def _wgan(real, fake, critic: bool):
 
 GAN_LOSSES: dict[str, Callable] = {"lsgan": _lsgan, "hinge": _hinge, "wgan": _wgan}
 
+def per_level_loss(loss: Callable, real: torch.Tensor | None, fake: torch.Tensor, critic: bool) -> torch.Tensor:
+    """``loss`` on each column of scores ``[B, L]`` (one per critic level), summed over the levels."""
+    fake = fake.reshape(fake.shape[0], -1)
+    real = None if real is None else real.reshape(real.shape[0], -1)
+    return sum(loss(None if real is None else real[:, k], fake[:, k], critic) for k in range(fake.shape[1]))
+
+
+def level_matching(fake: list[torch.Tensor], real: list[torch.Tensor],
+                   across: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """DeepTreeGAN's feature matching: per level, the features ``[B, D]`` standardised by the real
+    batch's mean and standard deviation; the mean over levels and features of ``|mean_B(fake)|``
+    (the real batch's standardised mean being zero).
+
+    ``across`` (``ctx.mean_count``) averages a detached tensor over the training processes: the
+    statistics are then those of the global batch, and each rank's gradient is its clouds' share
+    of the global batch's (DDP's average of the ranks' gradients equals one process on the union).
+    """
+    def avg(t: torch.Tensor) -> torch.Tensor:
+        return t.detach() if across is None else across(t.detach()).to(t.dtype)
+
+    terms = []
+    for f, r in zip(fake, real):
+        mu = avg(r.mean(0))
+        sd = (avg((r * r).mean(0)) - mu * mu).clamp_min(0.0).sqrt().clamp_min(1e-6)
+        local = f.mean(0)
+        # The global mean's value, with the gradient of this rank's own clouds.
+        mean = local - local.detach() + avg(local)
+        terms.append(((mean - mu) / sd).abs().mean())
+    return torch.stack(terms).mean()
+
+
 #: Seed of the fixed validation noise.
 VAL_SEED = 54321
 
@@ -58,7 +101,10 @@ class AdversarialMethod(Method):
         data: the training data (feature ranges for the clamp, mean multiplicity).
         loss: one of :data:`GAN_LOSSES`.
         critic_steps: critic updates per generator update (MDMA jets 1, showers 3).
-        mean_field_steps: steps during which the mean-field loss is added (MDMA: 50,000; 0: never).
+        mean_field_steps: steps during which the feature-matching loss is added (MDMA: 50,000; 0:
+            never; None: always).
+        matching: the kind of feature matching (:data:`FeatureMatching`).
+        matching_weight: its weight in the generator loss (MDMA 1, DeepTreeGAN 0.1).
         critic_limit: the largest mean |critic output| before the run counts as diverged.
         gradient_penalty: weight of the WGAN-GP penalty (MDMA showers; 0: none): ``(|grad D| - 1)^2``
             at one random interpolation per cloud between a real and a generated cloud, the norm
@@ -68,13 +114,14 @@ class AdversarialMethod(Method):
     samplers = ("direct",)
 
     def __init__(self, generator: torch.nn.Module, critic: torch.nn.Module, data: DataSpec, *, loss: GanLoss = "lsgan",
-                 critic_steps: int = 1, mean_field_steps: int = 50_000, critic_limit: float = 1e4,
-                 gradient_penalty: float = 0.0):
+                 critic_steps: int = 1, mean_field_steps: int | None = 50_000, critic_limit: float = 1e4,
+                 gradient_penalty: float = 0.0, matching: FeatureMatching = "mean_field", matching_weight: float = 1.0):
         self.modules = {"generator": generator, "critic": critic}
         self.data = data
         self.loss, self.critic_steps, self.mean_field_steps = GAN_LOSSES[loss], critic_steps, mean_field_steps
         self.critic_limit = critic_limit
         self.gradient_penalty = gradient_penalty
+        self.matching, self.matching_weight = matching, matching_weight
         self._lower = torch.tensor(data.lower, dtype=torch.float32)
         self._upper = torch.tensor(data.upper, dtype=torch.float32)
 
@@ -91,8 +138,28 @@ class AdversarialMethod(Method):
         x = hi - F.relu(hi - x)
         return x * mask.unsqueeze(-1).to(x.dtype)
 
+    def postprocess(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """A model's own step after :meth:`finish` (DeepTreeGAN: p_T fractions summing to one)."""
+        return x
+
+    def noise_shape(self, mask: torch.Tensor) -> tuple[int, ...]:
+        """One latent vector per cloud when the generator has ``latent``; else one per point."""
+        latent = getattr(self.modules["generator"], "latent", None)
+        return (mask.shape[0], latent) if latent is not None else (*mask.shape, self.data.features)
+
     def _generate(self, generator, z, mask, cond):
-        return self.finish(generator(z * mask.unsqueeze(-1).to(z.dtype), mask, cond), mask)
+        if z.dim() == 3:
+            z = z * mask.unsqueeze(-1).to(z.dtype)
+        x = generator(z, mask, cond)[:, : mask.shape[1]]
+        return self.postprocess(self.finish(x, mask), mask)
+
+    def _loss(self, real, fake, critic: bool):
+        return per_level_loss(self.loss, real, fake, critic)
+
+    def _matching(self, fake_field, real_field, ctx: StepContext) -> torch.Tensor:
+        if self.matching == "levels":
+            return level_matching([f.float() for f in fake_field], [r.float() for r in real_field], ctx.mean_count)
+        return ((fake_field.float() - real_field.float()) ** 2).mean()
 
     # -- training ----------------------------------------------------------------------------------
     def train_step(self, batch: dict, ctx: StepContext) -> dict[str, float]:
@@ -102,12 +169,12 @@ class AdversarialMethod(Method):
         b = x.shape[0]
         gen, critic = ctx.modules["generator"], ctx.modules["critic"]
         with torch.no_grad(), ctx.autocast():
-            fake = self._generate(gen, ctx.randn(*x.shape).to(x.device), mask, cond)
+            fake = self._generate(gen, ctx.randn(*self.noise_shape(mask)).to(x.device), mask, cond)
         with ctx.autocast():
             # One pass over real and generated clouds (DDP prefers one forward per backward).
             scores, field = critic(torch.cat([x, fake.to(x.dtype)]), torch.cat([mask, mask]), torch.cat([cond, cond]))
             real_score, fake_score = scores[:b].float(), scores[b:].float()
-            loss_critic = self.loss(real_score, fake_score, True)
+            loss_critic = self._loss(real_score, fake_score, True)
         out = {"loss_critic": float(loss_critic.detach()), "critic_real": float(real_score.detach().mean()),
                "critic_fake": float(fake_score.detach().mean())}
         if self.gradient_penalty > 0:
@@ -127,16 +194,16 @@ class AdversarialMethod(Method):
                                    f"{out['critic_fake']:.3g} on generated clouds; limit {self.critic_limit:g})")
         ctx.optimise("critic", loss_critic)
         if ctx.step % self.critic_steps == 0:
-            real_field = field[:b].detach()
+            real_field = [f[:b].detach() for f in field] if isinstance(field, (list, tuple)) else field[:b].detach()
             with ctx.autocast():
-                fake = self._generate(gen, ctx.randn(*x.shape).to(x.device), mask, cond)
+                fake = self._generate(gen, ctx.randn(*self.noise_shape(mask)).to(x.device), mask, cond)
                 score, fake_field = critic(fake, mask, cond)
-                loss_gen = self.loss(None, score.float(), False)
+                loss_gen = self._loss(None, score.float(), False)
                 total = loss_gen
-                if ctx.step < self.mean_field_steps:
-                    loss_mf = ((fake_field.float() - real_field.float()) ** 2).mean()
-                    total = loss_gen + loss_mf
-                    out["loss_mean_field"] = float(loss_mf.detach())
+                if self.mean_field_steps is None or ctx.step < self.mean_field_steps:
+                    loss_mf = self._matching(fake_field, real_field, ctx)
+                    total = loss_gen + self.matching_weight * loss_mf
+                    out["loss_mean_field" if self.matching == "mean_field" else "loss_matching"] = float(loss_mf.detach())
             ctx.optimise("generator", total)
             out["loss_generator"] = float(loss_gen.detach())
         return out
@@ -169,6 +236,6 @@ class AdversarialMethod(Method):
     @torch.no_grad()
     def sample(self, mask, cond, *, generator, sampler=None, steps=None):
         self.sampler_settings(sampler, steps)
-        shape = (*mask.shape, self.data.features)
+        shape = self.noise_shape(mask)
         z = torch.randn(shape, generator=generator, device=generator.device if generator else "cpu").to(mask.device)
         return self._generate(self.modules["generator"], z, mask, self.condition(cond, mask))

@@ -143,6 +143,7 @@ class Trainer:
                 "world_size": dist.world_size}
         torch.manual_seed(config.train.seed)  # network initialisation, the same on every rank
         self.method = spec.method(config, self.data).to(dist.device)
+        self.method.bind_transforms(self.loader.transforms)
         if config.data.max_points is not None and not self.method.chunked:
             raise ConfigError(f"data.max_points: {spec.name} does not cut batches into chunks; leave it unset "
                               "(bound its memory with data.batch_size and data.bucket)")

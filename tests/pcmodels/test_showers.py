@@ -46,8 +46,8 @@ def runs(ds2_store, tmp_path_factory):
     return {m: d / m for m in MODELS}
 
 
-def test_both_shower_models_are_registered():
-    assert set(MODELS) == {"calopointflow", "mdma"}
+def test_the_shower_models_are_registered():
+    assert set(MODELS) == {"calopointflow", "deeptree", "mdma"}
 
 
 @pytest.mark.parametrize("model", MODELS)
