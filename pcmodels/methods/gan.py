@@ -81,7 +81,9 @@ def level_matching(fake: list[torch.Tensor], real: list[torch.Tensor],
     terms = []
     for f, r in zip(fake, real):
         mu = avg(r.mean(0))
-        sd = (avg((r * r).mean(0)) - mu * mu).clamp_min(0.0).sqrt().clamp_min(1e-6)
+        # two passes (the global mean, then the spread about it): E[r^2] - mu^2 cancels to float noise
+        # for a nearly constant feature, and 1 / sd would then amplify that noise into the step
+        sd = avg(((r - mu) ** 2).mean(0)).sqrt().clamp_min(1e-6)
         local = f.mean(0)
         # The global mean's value, with the gradient of this rank's own clouds.
         mean = local - local.detach() + avg(local)

@@ -190,9 +190,11 @@ def test_two_ranks_equal_one_process_on_the_union_batch(tmp_path, store, model):
     from safetensors.torch import load_file
 
     config, steps = get_model(model).config_path("tiny"), 4
-    # Adam's eps 1e-14 (MDMA) makes zero-in-theory gradients (attention key biases) step by +-lr on
-    # float noise of the summation order; eps 1e-6 keeps the comparison about DDP, not that noise.
-    overrides = tuple(f"optim.{name}.eps=1e-6" for name in get_model(model).optimised)
+    # Adam's first steps are about lr * sign(g): a gradient that is zero in theory (attention key
+    # biases) or a small difference of large terms (a critic at initialisation, scoring real and
+    # generated clouds alike) steps by +-lr on the float noise of the summation order. With eps
+    # 1e-3 the steps are nearly linear in the gradients, and the comparison is about DDP, not that noise.
+    overrides = tuple(f"optim.{name}.eps=1e-3" for name in get_model(model).optimised)
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "ddp"
