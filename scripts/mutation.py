@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -96,7 +97,11 @@ def run_target(target: Target, scratch: Path, jobs: int) -> dict:
     _configure(work, target)
     mutmut = [sys.executable, "-m", "mutmut"]
     t = time.perf_counter()
-    run = subprocess.run([*mutmut, "run", "--max-children", str(jobs)], cwd=work, capture_output=True, text=True)
+    # mutmut forks a child per mutant: torch's OpenMP pool, once started in the parent, deadlocks a
+    # forked child (it then counts as a timeout, i.e. killed); one thread keeps the children honest.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    run = subprocess.run([*mutmut, "run", "--max-children", str(jobs)], cwd=work, capture_output=True, text=True,
+                         env=env)
     seconds = time.perf_counter() - t
     listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, capture_output=True, text=True)
     status: dict[str, str] = {}

