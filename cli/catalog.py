@@ -203,8 +203,10 @@ def remove(ref: str = REF, catalog: Optional[Path] = CATALOG, as_json: bool = JS
 @app.command("resolve")
 @handle_errors
 def resolve(ref: str = REF, catalog: Optional[Path] = CATALOG, as_json: bool = JSON) -> None:
-    """Print the store path a name stands for."""
-    entry = _shared(catalog).get(ref)
+    """Print the store path a name stands for (checked against the allowed roots now)."""
+    shared = _shared(catalog)
+    shared.resolve(ref)
+    entry = shared.get(ref)
     if as_json:
         _echo_json({"name": entry.name, "version": entry.version, "path": entry.path})
     else:

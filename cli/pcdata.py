@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from . import catalog, download, generate, ingest
-from ._common import handle_errors
+from ._common import handle_errors, run_app
 
 app = typer.Typer(
     help="Point-cloud data platform: convert JetNet, CaloChallenge and ROOT files to Zarr point-cloud stores.",
@@ -21,6 +21,22 @@ app.add_typer(ingest.app, name="ingest")
 app.add_typer(generate.app, name="generate")
 app.add_typer(catalog.app, name="catalog")
 app.command("download")(download.download)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the Dask workers' logs (errors with their tracebacks)."),
+) -> None:
+    if version:
+        from pcdata import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+    if verbose:
+        import os
+
+        os.environ["PCDATA_VERBOSE"] = "1"
 
 
 @app.command()
@@ -102,7 +118,7 @@ def export(
 
 
 def main() -> None:
-    app()
+    run_app(app, "pcdata")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from ._common import run_app
 from .evaluate import evaluate_cmd
 from .train import models_cmd, sample_cmd, train_cmd
 
@@ -27,7 +28,7 @@ app.command("models")(models_cmd)
 
 
 def main() -> None:
-    app()
+    run_app(app, "pcmodels")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,9 @@ def train_cmd(
 
     if model is None and config is None:
         raise ConfigError("give --model or --config")
+    for flag, value in (("--epochs", epochs), ("--steps", steps), ("--batch-size", batch_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
     cfg = load_config(config, model=model.value if model else None, overrides=tuple(overrides or ()), epochs=epochs,
                       steps=steps, batch_size=batch_size)
     result = train(store, out, cfg, device=device.value, progress=not quiet)

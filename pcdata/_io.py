@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -11,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["read_yaml_mapping", "atomic_path", "write_json_atomic", "file_digest", "file_sha256", "remove_tree", "temp_sibling"]
+__all__ = ["read_yaml_mapping", "atomic_path", "check_writable_parent", "fsync_dir", "write_json_atomic", "file_digest", "file_sha256", "remove_tree", "temp_sibling"]
 
 
 def temp_sibling(path: str | os.PathLike, tag: str = "tmp") -> Path:
@@ -28,6 +29,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     exception (KeyboardInterrupt included) the temporary file or directory is removed.
     """
     target = Path(path)
+    check_writable_parent(target)
     tmp = temp_sibling(target)
     try:
         yield tmp
@@ -35,6 +37,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         remove_tree(tmp)
         raise
+    fsync_dir(target.parent)  # the rename itself survives a power cut
+
+
+def check_writable_parent(path: str | os.PathLike) -> None:
+    """Refuse, before anything is written, an output whose directory is missing or not writable
+    (an ``OSError`` naming ``path``: the commands print it as their one error line)."""
+    parent = Path(path).absolute().parent
+    if not parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"directory {parent} does not exist", str(path))
+    if not os.access(parent, os.W_OK):  # also false on a read-only file system, for root too
+        raise PermissionError(errno.EACCES, f"directory {parent} is not writable", str(path))
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a directory's entries (renames, new files) to disk, where the system allows it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a directory: nothing more to do there
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, allow_nan: bool = True, indent: int | None = 1) -> None:

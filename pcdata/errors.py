@@ -18,6 +18,7 @@ __all__ = [
     "StoreIncompleteError",
     "StoreExistsError",
     "StoreLockedError",
+    "SplitNotFoundError",
     "IngestError",
     "ClusterError",
     "ExportError",
@@ -65,6 +66,13 @@ class StoreIncompleteError(StoreError, RuntimeError):
 
 class StoreExistsError(StoreError, FileExistsError):
     """The output path is taken by a complete store or by something that is not a store."""
+
+
+class SplitNotFoundError(StoreError, KeyError):
+    """The store has no split of that name (the message lists the splits it has)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class StoreLockedError(StoreError, BlockingIOError):

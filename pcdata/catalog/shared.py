@@ -52,6 +52,7 @@ from ..errors import (
     PcdataError,
     StoreNotAllowedError,
 )
+from .._io import fsync_dir
 from ..store.reader import Store, open_store
 from .entry import NAME_RE, REF_RE, CatalogConfig, CatalogEntry, check_name, parse_ref
 
@@ -110,16 +111,6 @@ def _mkdir(path: Path) -> None:
     except FileExistsError:
         return
     os.chmod(path, DIR_MODE)
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes a new name durable; not every file system lets a directory be opened for it.
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 @contextlib.contextmanager
@@ -331,8 +322,20 @@ class SharedCatalog:
         return f"known: {', '.join(names[:10])}{', ...' if len(names) > 10 else ''}"
 
     def resolve(self, ref: str) -> Path:
-        """The store path of ``name`` or ``name@version``."""
-        return Path(self.get(ref).path)
+        """The store path of ``name`` or ``name@version``, checked against the allowed roots now
+        (an entry edited to point elsewhere, or a store directory replaced by a link out of the
+        roots, is refused at every resolution, not only when it was registered).
+
+        Raises:
+            StoreNotAllowedError: the entry's store now lies outside the allowed roots.
+        """
+        entry = self.get(ref)
+        config = self.config
+        if not config.allows(entry.path):
+            raise StoreNotAllowedError(
+                f"catalog {self.root}: {entry.name}@{entry.version} points at {entry.path} (resolving to "
+                f"{os.path.realpath(entry.path)}), outside the allowed roots ({', '.join(config.allowed_roots)})")
+        return Path(entry.path)
 
     # -- writing -------------------------------------------------------------------------------
     def check_add(self, name: str, store: str | os.PathLike) -> None:
@@ -392,7 +395,7 @@ class SharedCatalog:
                     if version is not None:
                         raise EntryExistsError(f"catalog {self.root}: {name}@{version} exists")
                     continue  # another writer took v: try the next one
-            _fsync_dir(directory)
+            fsync_dir(directory)
             return entry
         raise CatalogError(f"catalog {self.root}: could not publish an entry for {name} after {_MAX_ATTEMPTS} attempts")
 
@@ -421,7 +424,7 @@ class SharedCatalog:
             removed.append(f"{name}@{v}")
         if not removed:
             raise EntryNotFoundError(f"catalog {self.root}: {ref} was removed meanwhile")
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return removed
 
     # -- integrity -----------------------------------------------------------------------------

@@ -322,7 +322,7 @@ def ingest_calochallenge(
                "incident_dtype": source.incident_dtype}
     run_ingest(
         source, out, template,
-        rows_per_fragment=rows_per_fragment or block, options=options, workers=workers, scheduler=scheduler,
+        rows_per_fragment=rows_per_fragment if rows_per_fragment is not None else block, options=options, workers=workers, scheduler=scheduler,
         gpu=gpu, overwrite=overwrite, chunks=chunks, progress=progress, command=command,
     )
     return open_store(out)

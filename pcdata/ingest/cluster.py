@@ -51,8 +51,8 @@ def dask_client(*, workers: int | None = None, scheduler: str | None = None, gpu
                 n_workers=workers or default_workers(),
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
+                dashboard_address=":0",  # a free port: no warning when 8787 is taken
+                silence_logs=_worker_log_level(),
             )
         except Exception as err:  # distributed raises RuntimeError/OSError/TimeoutError here
             raise ClusterError(f"cannot start a local Dask cluster with {workers or default_workers()} workers ({err})") from err
@@ -74,4 +74,10 @@ def _cuda_cluster():
         from dask_cuda import LocalCUDACluster
     except ImportError as err:
         raise ClusterError("--gpu needs dask-cuda: pip install 'pointcloud-platform[gpu]'") from err
-    return LocalCUDACluster(dashboard_address=None, silence_logs=logging.ERROR)
+    return LocalCUDACluster(dashboard_address=":0", silence_logs=_worker_log_level())
+
+
+def _worker_log_level() -> int:
+    """The workers' stderr: quiet, since a task's failure reaches the user as one line from the
+    client; with ``PCDATA_VERBOSE`` (``pcdata -v``) their warnings and errors with tracebacks."""
+    return logging.WARNING if os.environ.get("PCDATA_VERBOSE") else logging.CRITICAL

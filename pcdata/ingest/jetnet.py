@@ -79,7 +79,7 @@ def ingest_jetnet(
         SourceError: a file is missing, not HDF5, truncated, or breaks the layout; nothing is left.
     """
     source = JetNetSource.open(files, label=label)
-    rows = rows_per_fragment or default_rows_per_fragment(source.num_particles)
+    rows = rows_per_fragment if rows_per_fragment is not None else default_rows_per_fragment(source.num_particles)
     run_ingest(
         source, out, jetnet_template(source.num_particles, splits),
         rows_per_fragment=rows, options={"label": label, "splits": splits.to_dict(), "chunks": vars(chunks)},

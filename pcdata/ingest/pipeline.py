@@ -202,6 +202,8 @@ def run_ingest(
     Returns:
         The metadata of the finished store.
     """
+    if rows_per_fragment < 1:
+        raise IngestError(f"--rows-per-fragment must be >= 1, got {rows_per_fragment}")
     parts = plan_partitions(source.rows(), rows_per_fragment)
     template = replace(template, expected_fragments=len(parts), layout=chunks,
                        fingerprint=fingerprint(source, {**options, "rows_per_fragment": rows_per_fragment}))

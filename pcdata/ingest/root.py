@@ -6,6 +6,7 @@ import os
 from typing import Literal, Sequence
 
 from ..errors import SourceError
+from ..sources._inputs import check_distinct
 from ..sources.root import CollectionSpec, JetTreeSpec, RootCollectionSource, RootJetSource, feature_unit, load_mapping, spec_from_mapping
 from ..store.format import Feature, SplitSpec, StoreMeta
 from ..store.reader import Store, open_store
@@ -48,9 +49,12 @@ def _collection_template(source: RootCollectionSource, splits: SplitSpec) -> Sto
 def _rows_per_fragment(path: str, tree: str, branches: list[str]) -> int:
     import uproot
 
-    with uproot.open(path) as f:
-        t = f[tree]
-        return max(1, int(t.num_entries_for(STEP, branches)))
+    try:
+        with uproot.open(path) as f:
+            return max(1, int(f[tree].num_entries_for(STEP, branches)))
+    except Exception as err:  # basket headers that cannot be read: a damaged file
+        raise SourceError(f"{path}: damaged ROOT file, its baskets cannot be read ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0] if str(err) else ''})") from err
 
 
 def ingest_root(
@@ -92,6 +96,7 @@ def ingest_root(
             nothing is left behind.
     """
     doc = load_mapping(mapping) if mapping else {}
+    check_distinct(files)
     tree = tree or doc.get("tree")
     if not tree:
         raise SourceError("--tree: name the TTree to read (or give it in the mapping file)")
@@ -110,7 +115,7 @@ def ingest_root(
         source = RootJetSource.open(files, tree=tree, spec=spec)
         template = _jets_template(source, splits)
         branches = [spec.px, spec.py, spec.pz, spec.energy] if source.mode == "four-vector" else [spec.deta, spec.dphi, spec.pt]
-    rows = rows_per_fragment or _rows_per_fragment(source.files[0].path, tree, branches)
+    rows = rows_per_fragment if rows_per_fragment is not None else _rows_per_fragment(source.files[0].path, tree, branches)
     options = {"layout": layout, "tree": tree, "mapping": doc, "collection": collection, "features": features,
                "event_fields": list(event_fields), "splits": splits.to_dict(), "chunks": vars(chunks)}
     run_ingest(source, out, template, rows_per_fragment=rows, options=options, workers=workers, scheduler=scheduler,

@@ -248,11 +248,11 @@ class Log(_ColumnMap):
     kind = "log"
 
     def __init__(self, columns: Sequence[str] | None = None, offset: float = 0.0, **bound: Any):
-        if columns is None and "a" not in bound:
+        if columns is None:
             raise ValueError("Log needs the columns to take the log of, e.g. Log(['energy'])")
-        bound.setdefault("a", None if columns is None else tuple(float(offset) for _ in columns))
+        bound.setdefault("a", tuple(float(offset) for _ in columns))
         bound.setdefault("b", bound["a"])
-        super().__init__(columns=None if columns is None else tuple(columns), **bound)
+        super().__init__(columns=tuple(columns), **bound)
 
     def _stat_after(self, s, a, b):
         f = lambda v: None if v is None or v + a <= 0 else math.log(v + a)  # noqa: E731
@@ -282,11 +282,11 @@ class Dequantize(_ColumnMap):
     kind = "dequantize"
 
     def __init__(self, columns: Sequence[str] | None = None, **bound: Any):
-        if columns is None and "a" not in bound:
+        if columns is None:
             raise ValueError("Dequantize needs the integer columns, e.g. Dequantize(['layer', 'alpha', 'r'])")
-        bound.setdefault("a", None if columns is None else tuple(0.0 for _ in columns))
+        bound.setdefault("a", tuple(0.0 for _ in columns))
         bound.setdefault("b", bound["a"])
-        super().__init__(columns=None if columns is None else tuple(columns), **bound)
+        super().__init__(columns=tuple(columns), **bound)
 
     def _stat_after(self, s, a, b):
         std = None if s.std is None else math.sqrt(s.std**2 + 1 / 12)
@@ -295,7 +295,7 @@ class Dequantize(_ColumnMap):
 
     def forward(self, batch: dict, generator: torch.Generator | None = None) -> dict:
         def noisy(x, a, b):
-            u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)  # pragma: no mutate (device: one here)
             # k + u rounds to k + 1 in float32 when u is within half an ulp of 1 (23 of 10 M
             # points at ds3 cell numbers): clamp below k + 1 so that floor gives k back.
             return torch.minimum(x + u, torch.nextafter(x + 1, x))

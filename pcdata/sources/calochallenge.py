@@ -23,6 +23,7 @@ import numpy as np
 from .._io import atomic_path
 from ..clouds import Clouds
 from ._hdf5 import open_hdf5
+from ._inputs import check_distinct
 from ..errors import SourceError
 from ..geometry.calo import GEOMETRY_NAMES, CaloGeometry, get_geometry
 from ..geometry.voxels import voxels_to_clouds
@@ -165,6 +166,7 @@ class CaloChallengeSource:
         if not paths:
             raise SourceError("no input files given")
         geo = get_geometry(geometry)
+        check_distinct(paths)
         return cls(tuple(inspect_calochallenge_file(p, geo) for p in paths), geo.name)
 
     @property

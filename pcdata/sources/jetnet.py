@@ -25,6 +25,7 @@ import numpy as np
 from .._io import atomic_path
 from ..clouds import Clouds
 from ._hdf5 import open_hdf5
+from ._inputs import check_distinct
 from ..errors import SourceError
 
 __all__ = [
@@ -89,8 +90,8 @@ def inspect_jetnet_file(path: str | os.PathLike, label: int | None = None) -> Je
             if key not in f:
                 raise SourceError(f"{path}: missing dataset {key!r} (found: {', '.join(sorted(f.keys())) or 'none'})")
         pf, jf = f["particle_features"], f["jet_features"]
-        if pf.ndim != 3 or pf.shape[2] != 4:
-            raise SourceError(f"{path}: particle_features must have shape [N, P, 4], found {list(pf.shape)}")
+        if pf.ndim != 3 or pf.shape[2] != 4 or pf.shape[1] == 0:
+            raise SourceError(f"{path}: particle_features must have shape [N, P, 4] with P >= 1, found {list(pf.shape)}")
         if jf.ndim != 2 or jf.shape[1] != 4:
             raise SourceError(f"{path}: jet_features must have shape [N, 4], found {list(jf.shape)}")
         if pf.shape[0] != jf.shape[0]:
@@ -125,6 +126,8 @@ _SCAN_ERRORS = {
     5: "padding (mask 0) is not zero (first at jet {jet})",
     6: "num_particles must be a non-negative integer (first violation at jet {jet})",
     7: "mask disagrees with num_particles at jet {jet} ({real} real particles, num_particles {num:.0f}, P {P})",
+    8: "a real particle has negative ptrel (first at jet {jet})",
+    9: "particles are not sorted by descending ptrel (first at jet {jet}); stores keep JetNet's order, sort the file first",
 }
 _SCAN = _GATHER = None
 
@@ -157,6 +160,10 @@ def _scan_kernel():
                     if m == 1.0:
                         if padding:
                             return 4, i, n_real
+                        if pf[i, j, 2] < 0.0:
+                            return 8, i, n_real
+                        if j > 0 and pf[i, j, 2] > pf[i, j - 1, 2]:
+                            return 9, i, n_real
                         k += 1
                     elif m == 0.0:
                         padding = True
@@ -202,7 +209,8 @@ def read_jetnet_block(file: JetNetFile, start: int, stop: int) -> Clouds:
 
     Raises:
         SourceError: non-finite values, a mask that is not 0/1 or not a prefix, non-zero padding,
-            a mask that disagrees with ``num_particles``, or a read failure (truncated file).
+            a mask that disagrees with ``num_particles``, a negative ptrel, particles not sorted by
+            descending ptrel, or a read failure (truncated file).
     """
     path = file.path
     try:
@@ -252,6 +260,7 @@ class JetNetSource:
         if not paths:
             raise SourceError("no input files given")
         index = None if label is None else parse_label(label)
+        check_distinct(paths)
         return cls(tuple(inspect_jetnet_file(p, index) for p in paths))
 
     @property

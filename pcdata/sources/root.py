@@ -110,6 +110,10 @@ def _open_tree(path: str, tree: str):
         f = uproot.open(path)
     except Exception as err:  # uproot raises ValueError/OSError/DeserializationError for non-ROOT input
         raise SourceError(f"{path}: not a readable ROOT file ({type(err).__name__}: {str(err).splitlines()[0]})") from err
+    end, size = getattr(f.file, "fEND", None), p.stat().st_size
+    if isinstance(end, int) and size < end:  # remote sources report no size: checked where local
+        f.close()
+        raise SourceError(f"{path}: truncated ROOT file ({size} bytes, its header says {end})")
     try:
         t = f[tree]
     except Exception as err:

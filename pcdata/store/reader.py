@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..clouds import Clouds, Padded
-from ..errors import NotAStoreError, StoreFormatError, StoreIncompleteError, StoreNotFoundError
+from ..errors import NotAStoreError, SplitNotFoundError, StoreFormatError, StoreIncompleteError, StoreNotFoundError
 from .chunks import ChunkFile, MappedRows, map_rows, open_chunks
 from .format import FeatureStats, FragmentInfo, StoreMeta
 from .metadata import fragment_dir, read_index_part, read_logs, read_root
@@ -507,7 +507,7 @@ class Store:
 
     def _check_split(self, name: str) -> None:
         if name not in self.meta.splits.names:
-            raise KeyError(f"{self.path}: no split {name!r} (has {', '.join(self.meta.splits.names)})")
+            raise SplitNotFoundError(f"{self.path}: no split {name!r} (has {', '.join(self.meta.splits.names)})")
 
     def split_indices(self, name: str) -> np.ndarray:
         """Sorted global indices of the clouds of split ``name`` (O(clouds of the store) to compute)."""

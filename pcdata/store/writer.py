@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import remove_tree, write_json_atomic
+from .._io import check_writable_parent, fsync_dir, remove_tree, write_json_atomic
 from ..clouds import Clouds
 from ..errors import StoreExistsError, StoreFormatError
 from .format import ChunkSpec, Feature, FragmentInfo, Manifests, Moments, StoreMeta, fragment_id
@@ -78,14 +78,6 @@ def _ensure_group(path: Path) -> None:
     if not (path / "zarr.json").exists():
         path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path / "zarr.json", group_document())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -151,7 +143,7 @@ class FragmentWriter:
                     raise
                 remove_tree(tmp)
             if self.fsync:
-                _fsync_dir(final.parent)
+                fsync_dir(final.parent)
         except BaseException:
             remove_tree(tmp)
             raise
@@ -409,6 +401,8 @@ def prepare_store(target: str | os.PathLike, template: StoreMeta, *, overwrite: 
         StoreLockedError: another live process is writing the store.
     """
     target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)  # a store's missing parents are made, as ``mkdir -p``
+    check_writable_parent(target)  # before any temporary name beside it is made
     command = command if command is not None else " ".join(sys.argv)
     _clean_creations(target)
     for _ in range(3):

@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 
-from pcdata._io import remove_tree, temp_sibling, write_json_atomic
+from pcdata._io import fsync_dir, remove_tree, temp_sibling, write_json_atomic
 
 from ..errors import RunError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "flatten_optimizer", "unflatten_optimizer"]
+__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "remove_temporaries", "flatten_optimizer", "unflatten_optimizer"]
 
 
 def flatten_optimizer(state: dict, prefix: str = "optim.") -> tuple[dict[str, torch.Tensor], dict]:
@@ -57,8 +57,13 @@ def save_checkpoint(run: Path, step: int, tensors: dict[str, torch.Tensor], meta
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "tensors.safetensors"))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        mode = (tmp / "meta.json").stat().st_mode & 0o777  # as open() made it: 0666 less the umask
+        for f in ("tensors.safetensors", "meta.json"):
+            _durable(tmp / f, mode)
+        fsync_dir(tmp)
         remove_tree(final)
         os.rename(tmp, final)
+        fsync_dir(root)
     except BaseException:
         remove_tree(tmp)
         raise
@@ -67,6 +72,21 @@ def save_checkpoint(run: Path, step: int, tensors: dict[str, torch.Tensor], meta
     for old in sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.startswith("."))[:-keep]:
         remove_tree(old)
     return final
+
+
+def _durable(path: Path, mode: int) -> None:
+    """On disk before ``last.json`` names it, with the mode of the run's other files (safetensors
+    writes its file 0600; a run folder shared by a group must be readable by the group)."""
+    os.chmod(path, mode)
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def remove_temporaries(run: Path) -> None:
+    """Drop checkpoint directories a killed run left half-written (``.step-*.tmp-*``): never
+    named by ``last.json``, so nothing reads them."""
+    for tmp in (Path(run) / "checkpoints").glob(".step-*"):
+        remove_tree(tmp)
 
 
 def latest_checkpoint(run: Path) -> Path | None:
@@ -87,7 +107,17 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Tensors (safetensors, no pickle) and the JSON metadata of one checkpoint directory."""
     from safetensors.torch import load_file
 
+    from safetensors import SafetensorError
+
+    tensors_path, meta_path = path / "tensors.safetensors", path / "meta.json"
     try:
-        return load_file(str(path / "tensors.safetensors")), json.loads((path / "meta.json").read_text())
+        tensors = load_file(str(tensors_path))
+    except (OSError, ValueError, SafetensorError) as err:
+        raise RunError(f"{tensors_path}: damaged checkpoint ({str(err).splitlines()[0]})") from err
+    try:
+        meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as err:
-        raise RunError(f"{path}: damaged checkpoint ({err})") from err
+        raise RunError(f"{meta_path}: damaged checkpoint ({str(err).splitlines()[0]})") from err
+    if not isinstance(meta, dict) or not isinstance(meta.get("step"), int) or meta["step"] < 0:
+        raise RunError(f"{meta_path}: damaged checkpoint (no step count)")
+    return tensors, meta

@@ -19,11 +19,13 @@ class RunLogger:
             return
         run.mkdir(parents=True, exist_ok=True)
         path = run / "log.csv"
-        new = not path.exists()
+        # a run killed before its header reached the disk left an empty file: it gets the header
+        new = not path.exists() or path.stat().st_size == 0
         self._file = open(path, "a", newline="")
         self._csv = csv.writer(self._file)
         if new:
             self._csv.writerow(["step", "name", "value"])
+            self._file.flush()
         try:
             with warnings.catch_warnings():
                 # tensorboard's protobuf and pkg_resources imports warn on recent Pythons.

@@ -29,6 +29,7 @@ from ..errors import ConfigError, RunError, TrainingDiverged
 from ..methods.base import DataSpec
 from ..registry import get_model
 from ..run import Run
+from .checkpoint import remove_temporaries
 from .distributed import Distributed
 from .logs import RunLogger
 from .step import Stepper
@@ -153,6 +154,8 @@ class Trainer:
         dist.barrier()
         self.run = Run.open(out)
         self._check_same(self.run, info)
+        if dist.is_main:
+            remove_temporaries(self.run.path)
         self.steps_per_epoch = len(self.loader)
         self.total = config.train.steps or config.train.epochs * self.steps_per_epoch
         self.stepper = Stepper(self.method, config.optim, total_steps=self.total, seed=config.train.seed,
@@ -162,6 +165,9 @@ class Trainer:
         ckpt = self.run.latest_checkpoint()
         if ckpt is not None:
             tensors, meta = self.run.load_checkpoint(ckpt)
+            if meta["step"] > self.total:
+                raise RunError(f"{ckpt / 'meta.json'}: step {meta['step']} is past the end of this run "
+                               f"({self.total} steps); the checkpoint was edited or belongs to another run")
             try:
                 self.stepper.load_state({k: v.to(dist.device) for k, v in tensors.items()}, meta)
                 self.loader.load_state_dict(meta["loader"])

@@ -243,9 +243,9 @@ def test_cli_generates_a_file(tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--process", "higgs", "--num-jets", "5"], "process: expected one of top, qcd, w, z"),
-        (["--process", "top", "--num-jets", "5", "--num-particles", "40"], "num_particles: expected 30 or 150"),
-        (["--process", "top", "--num-jets", "0"], "num_jets: expected an integer >= 1"),
+        (["--process", "higgs", "--num-jets", "5"], "--process: expected one of top, qcd, w, z"),
+        (["--process", "top", "--num-jets", "5", "--num-particles", "40"], "--num-particles: expected 30 or 150"),
+        (["--process", "top", "--num-jets", "0"], "--num-jets: expected an integer >= 1"),
     ],
 )
 def test_cli_bad_arguments(tmp_path, args, message):

@@ -161,3 +161,91 @@ def test_dequantize_noise_is_the_same_for_any_workers_and_across_a_resume(shower
     for a, b in zip(got, reference):
         np.testing.assert_array_equal(a, b)  # bit for bit, noise included
     assert any((np.asarray(p) % 1 != 0).any() for p in reference)
+
+
+def test_each_transform_hands_on_the_statistics_of_its_output():
+    """Bound in a chain, each transform tells the next the statistics of what it outputs (so that
+    Standardize after Dequantize uses the noisy column's mean and spread without measuring)."""
+    ctx = _ctx()
+    Compose([Dequantize(["layer"]), Log(["energy"], offset=0.5), Log(["theta"], offset=-1.0)]).bind(ctx)
+    assert ctx.stats["layer"] == FeatureStats(9, 20.5, (10.0**2 + 1 / 12) ** 0.5, 0.0, 45.0)
+    assert ctx.stats["energy"] == FeatureStats(9, None, None, np.log(0.1 + 0.5), np.log(5.1 + 0.5))
+    assert ctx.stats["theta"] == FeatureStats(6, None, None, None, np.log(2.0 - 1.0))  # log of 0: unknown
+    # what Dequantize promises is what its output has: uniform noise adds 1/2 and 1/12
+    layer = torch.randint(0, 45, (200_000,)).double()
+    noisy = Dequantize(["layer"]).bind(BindContext(("layer",), (), {}))({"points": layer[:, None, None].expand(-1, 1, 1)},
+                                                                       torch.Generator().manual_seed(0))["points"][:, 0, 0]
+    assert float(noisy.mean()) == pytest.approx(float(layer.mean()) + 0.5, abs=0.01)
+    assert float(noisy.std()) == pytest.approx((float(layer.std()) ** 2 + 1 / 12) ** 0.5, rel=2e-3)
+    assert float(noisy.min()) >= float(layer.min()) and float(noisy.max()) < float(layer.max()) + 1
+
+
+def test_missing_statistics_are_measured_on_the_sample_after_the_transforms_before():
+    calls = []
+
+    def sample():
+        calls.append(1)
+        return _batch(seed=5, b=200)
+
+    ctx = BindContext(("layer", "energy"), ("e_in", "theta"), {}, sample=sample)
+    bound = Compose([Dequantize(["layer"]), Standardize(["layer", "e_in"]), MinMax(["energy"])]).bind(ctx)
+    assert calls == [1]  # one sample, carried along the chain
+    raw = _batch(seed=5, b=200)
+    noisy = bound.transforms[0](raw, torch.Generator().manual_seed(0))  # the sample's noise: seed = transforms applied
+    layer = noisy["points"][..., 0][raw["mask"]].double()
+    e_in = raw["cloud"][:, 0].double()
+    assert bound.transforms[1].a == pytest.approx((float(layer.mean()), float(e_in.mean())), rel=1e-12)
+    assert bound.transforms[1].b == pytest.approx((float(layer.std(unbiased=False)), float(e_in.std(unbiased=False))),
+                                                  rel=1e-12)
+    energy = raw["points"][..., 1][raw["mask"]].double()
+    assert bound.transforms[2].a == pytest.approx((float(energy.min()),), rel=1e-12)
+    assert ctx.stats["energy"].count == int(raw["mask"].sum())
+    e = ctx.stats["e_in"]  # measured, then standardised: mean 0, std 1, the range mapped
+    assert (e.count, e.mean, e.std) == (200, 0.0, 1.0)
+    assert e.min == pytest.approx((float(e_in.min()) - float(e_in.mean())) / float(e_in.std(unbiased=False)))
+
+
+def test_dequantize_draws_its_noise_in_the_data_dtype():
+    bound = Dequantize(["layer"]).bind(_ctx())
+    batch = {k: v.double() if v.is_floating_point() else v for k, v in _batch().items()}
+    out = bound(batch, torch.Generator().manual_seed(3))
+    u = torch.rand(batch["points"][..., :1].shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    want = torch.where(batch["mask"], batch["points"][..., 0] + u[..., 0], torch.zeros((), dtype=torch.float64))
+    assert torch.equal(out["points"][..., 0], want)
+
+
+def test_compose_flattens_serialises_with_its_version_and_shows_its_parts():
+    inner = Compose([Log(["energy"]), MinMax(["energy"])])
+    c = Compose([inner, Standardize(["theta"])])
+    assert len(c) == 3 and [type(t).__name__ for t in c.transforms] == ["Log", "MinMax", "Standardize"]
+    assert repr(c).startswith("Compose([Log(") and "Standardize(" in repr(c)
+    d = c.bind(_ctx()).to_dict()
+    assert (d["type"], d["version"], [t["type"] for t in d["transforms"]]) == ("compose", 1, ["log", "minmax", "standardize"])
+
+
+def test_inverse_keeps_each_value_as_numpy_or_torch_as_it_came():
+    bound = Standardize(["energy", "e_in"]).bind(_ctx())
+    x = {"points": np.ones((2, 3, 2), np.float32), "mask": np.ones((2, 3), bool), "cloud": torch.zeros(2, 2)}
+    back = bound.inverse(x)
+    assert isinstance(back["points"], np.ndarray) and isinstance(back["mask"], np.ndarray)
+    assert isinstance(back["cloud"], torch.Tensor)
+    assert float(back["cloud"][0, 0]) == pytest.approx(50.0)
+
+
+def test_error_messages_name_what_there_is():
+    from pcdata.loaders.transforms import Transform
+
+    known = ", ".join(sorted(Transform.registry))
+    assert "dequantize" in known and "standardize" in known
+    with pytest.raises(ValueError, match=rf"^unknown transform type 'fourier' \(known: {known}\)$"):
+        transform_from_dict({"type": "fourier"})
+    with pytest.raises(KeyError, match=r"no column 'mass' \(point features: layer, energy; cloud fields: e_in, theta\)"):
+        Standardize(["mass"]).bind(_ctx())
+    with pytest.raises(ValueError, match=r"^Dequantize needs the integer columns, e\.g\. Dequantize\(\['layer', 'alpha', 'r'\]\)$"):
+        Dequantize()
+    with pytest.raises(ValueError, match=r"^Log needs the columns to take the log of, e\.g\. Log\(\['energy'\]\)$"):
+        Log()
+    with pytest.raises(ValueError, match=r"^no sample of the store to fit on$"):
+        BindContext(("energy",), (), {}).batch()
+    with pytest.raises(ValueError, match=r"^no statistics for 'energy' and no sample to measure them on$"):
+        Standardize(["energy"]).bind(BindContext(("energy",), (), {}))
