@@ -56,9 +56,11 @@ TARGETS = (
     Target("loader", "pcdata/loaders/loader.py", ("tests/loaders/test_loader.py",)),
     Target("flow-matching", "pcmodels/methods/flow_matching.py", ("tests/pcmodels/test_methods.py",)),
     Target("diffusion", "pcmodels/methods/diffusion.py", ("tests/pcmodels/test_methods.py",)),
-    Target("train-step", "pcmodels/training/step.py", ("tests/pcmodels/test_step.py", "tests/pcmodels/test_training.py")),
-    Target("checkpoint", "pcmodels/training/checkpoint.py", ("tests/pcmodels/test_step.py",
-                                                            "tests/pcmodels/test_training.py")),
+    # (tests that start a Dask cluster hang in mutmut's forked children: the trainer's own tests
+    # run in-process on toy batches, the CLI and store ones stay in the suite)
+    Target("train-step", "pcmodels/training/step.py", ("tests/pcmodels/test_step.py",)),
+    Target("checkpoint", "pcmodels/training/checkpoint.py", ("tests/pcmodels/test_checkpoint.py",
+                                                            "tests/pcmodels/test_step.py")),
     Target("floor", "pcmodels/evaluation/floor.py", ("tests/evaluation/test_floor.py",)),
 )
 

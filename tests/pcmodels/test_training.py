@@ -117,35 +117,6 @@ def test_a_wall_time_budget_stops_checkpointed_and_a_rerun_continues(tmp_path, s
     assert second.steps > first.steps
 
 
-def test_checkpoint_files_take_the_runs_mode_are_synced_and_stale_temporaries_go(tmp_path, monkeypatch):
-    import os
-
-    import torch
-
-    from pcmodels.training.checkpoint import latest_checkpoint, remove_temporaries, save_checkpoint
-
-    synced = []
-    real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd)))
-    old = os.umask(0o027)  # a group-shared run: files rw-r-----
-    try:
-        path = save_checkpoint(tmp_path, 3, {"w": torch.ones(2)}, {"step": 3})
-    finally:
-        os.umask(old)
-    assert oct((path / "tensors.safetensors").stat().st_mode & 0o777) == oct(0o640)
-    assert oct((path / "meta.json").stat().st_mode & 0o777) == oct(0o640)
-    # the files, then their directory, then the rename, then the pointer
-    assert [s for s in synced if s.endswith(("tensors.safetensors", "meta.json"))]
-    assert any(s == str(tmp_path / "checkpoints") for s in synced)
-    assert synced.index(str(tmp_path / "checkpoints")) < len(synced) - 1  # last.json is written after
-    assert latest_checkpoint(tmp_path) == path
-    stale = tmp_path / "checkpoints" / ".step-0000009.tmp-0123456789ab"
-    stale.mkdir()
-    (stale / "tensors.safetensors").write_bytes(b"half")
-    remove_temporaries(tmp_path)
-    assert not stale.exists() and path.exists()
-
-
 def test_a_log_left_empty_by_a_kill_gets_its_header(tmp_path):
     from pcmodels.training.logs import RunLogger
 

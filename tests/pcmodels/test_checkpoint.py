@@ -1,0 +1,97 @@
+"""pcmodels.training.checkpoint: safetensors + JSON, atomic, durable, and every damage named."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from pcmodels.errors import RunError
+from pcmodels.training.checkpoint import (flatten_optimizer, latest_checkpoint, load_checkpoint, remove_temporaries,
+                                          save_checkpoint, unflatten_optimizer)
+
+
+def test_checkpoint_files_take_the_runs_mode_are_synced_and_stale_temporaries_go(tmp_path, monkeypatch):
+    import os
+
+    import torch
+
+    from pcmodels.training.checkpoint import latest_checkpoint, remove_temporaries, save_checkpoint
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd)))
+    old = os.umask(0o027)  # a group-shared run: files rw-r-----
+    try:
+        path = save_checkpoint(tmp_path, 3, {"w": torch.ones(2)}, {"step": 3})
+    finally:
+        os.umask(old)
+    assert oct((path / "tensors.safetensors").stat().st_mode & 0o777) == oct(0o640)
+    assert oct((path / "meta.json").stat().st_mode & 0o777) == oct(0o640)
+    # the files, then their directory, then the rename, then the pointer
+    assert [s for s in synced if s.endswith(("tensors.safetensors", "meta.json"))]
+    assert any(s == str(tmp_path / "checkpoints") for s in synced)
+    assert synced.index(str(tmp_path / "checkpoints")) < len(synced) - 1  # last.json is written after
+    assert latest_checkpoint(tmp_path) == path
+    stale = tmp_path / "checkpoints" / ".step-0000009.tmp-0123456789ab"
+    stale.mkdir()
+    (stale / "tensors.safetensors").write_bytes(b"half")
+    remove_temporaries(tmp_path)
+    assert not stale.exists() and path.exists()
+
+
+
+def test_the_newest_checkpoints_are_kept_and_last_json_names_the_newest(tmp_path):
+    for step in (5, 10, 15, 20):
+        save_checkpoint(tmp_path, step, {"w": torch.full((2,), float(step))}, {"step": step}, keep=2)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["last.json", "step-0000015", "step-0000020"]
+    assert json.loads((tmp_path / "checkpoints" / "last.json").read_text()) == {"step": 20, "path": "step-0000020"}
+    tensors, meta = load_checkpoint(latest_checkpoint(tmp_path))
+    assert meta == {"step": 20} and torch.equal(tensors["w"], torch.full((2,), 20.0))
+    assert latest_checkpoint(tmp_path / "nowhere") is None
+
+
+def test_damaged_checkpoints_are_named(tmp_path):
+    path = save_checkpoint(tmp_path, 3, {"w": torch.ones(4)}, {"step": 3})
+    pointer = tmp_path / "checkpoints" / "last.json"
+    pointer.write_text("{")
+    with pytest.raises(RunError, match=r"last\.json: unreadable checkpoint pointer"):
+        latest_checkpoint(tmp_path)
+    pointer.write_text(json.dumps({"step": 9, "path": "step-0000009"}))
+    with pytest.raises(RunError, match=r"last\.json: points at step-0000009, which is missing"):
+        latest_checkpoint(tmp_path)
+    for meta, problem in (("{", "damaged checkpoint"), ('{"step": -1}', "no step count"), ("[3]", "no step count"),
+                          ('{"step": "3"}', "no step count")):
+        (path / "meta.json").write_text(meta)
+        with pytest.raises(RunError, match=rf"meta\.json: damaged checkpoint"):
+            load_checkpoint(path)
+    (path / "meta.json").write_text('{"step": 3}')
+    data = (path / "tensors.safetensors").read_bytes()
+    (path / "tensors.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(RunError, match=r"step-0000003/tensors\.safetensors: damaged checkpoint"):
+        load_checkpoint(path)
+    (path / "tensors.safetensors").unlink()
+    with pytest.raises(RunError, match=r"tensors\.safetensors: damaged checkpoint"):
+        load_checkpoint(path)
+
+
+def test_an_optimizer_state_round_trips_through_flat_tensors():
+    w = torch.nn.Parameter(torch.randn(3, 2))
+    opt = torch.optim.Adam([w], lr=0.1, betas=(0.5, 0.9))
+    for _ in range(3):
+        opt.zero_grad()
+        (w ** 2).sum().backward()
+        opt.step()
+    tensors, meta = flatten_optimizer(opt.state_dict(), prefix="optim.net.")
+    assert set(tensors) == {"optim.net.0.exp_avg", "optim.net.0.exp_avg_sq", "optim.net.0.step"}
+    meta = json.loads(json.dumps(meta))  # it is JSON
+    back = unflatten_optimizer({**tensors, "optim.other.0.x": torch.ones(1)}, meta, prefix="optim.net.")
+    fresh = torch.optim.Adam([torch.nn.Parameter(w.detach().clone())], lr=1.0)
+    fresh.load_state_dict(back)
+    a, b = opt.state_dict(), fresh.state_dict()
+    assert json.loads(json.dumps(a["param_groups"])) == json.loads(json.dumps(b["param_groups"]))
+    for k in ("exp_avg", "exp_avg_sq", "step"):
+        assert torch.equal(a["state"][0][k], b["state"][0][k])
