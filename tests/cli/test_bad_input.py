@@ -54,12 +54,7 @@ def _jetnet(d: Path, name: str = "t.hdf5", edit: Callable | None = None, **repla
     pf, jf = synthetic_jetnet_arrays(N_JETS, P, seed=3)
     if edit is not None:
         edit(pf, jf)
-    arrays = {"particle_features": pf, "jet_features": jf, **replace}
-    with h5py.File(d / name, "w") as f:
-        for k, v in arrays.items():
-            if v is not None:
-                f[k] = v
-    return d / name
+    return _hdf5(d / name, {"particle_features": pf, "jet_features": jf, **replace})
 
 
 def _calo(d: Path, name: str = "ds1.hdf5", edit: Callable | None = None, **replace) -> Path:
@@ -68,12 +63,16 @@ def _calo(d: Path, name: str = "ds1.hdf5", edit: Callable | None = None, **repla
     showers = rng.exponential(10.0, (50, DS1_VOXELS)) * (rng.random((50, DS1_VOXELS)) < 0.2)
     if edit is not None:
         edit(e, showers)
-    arrays = {"incident_energies": e, "showers": showers, **replace}
-    with h5py.File(d / name, "w") as f:
+    return _hdf5(d / name, {"incident_energies": e, "showers": showers, **replace})
+
+
+def _hdf5(path: Path, arrays: dict) -> Path:
+    """The datasets (None: left out) in a new HDF5 file."""
+    with h5py.File(path, "w") as f:
         for k, v in arrays.items():
             if v is not None:
                 f[k] = v
-    return d / name
+    return path
 
 
 def _root(d: Path, name: str = "j.root", **replace) -> Path:

@@ -249,3 +249,72 @@ def test_error_messages_name_what_there_is():
         BindContext(("energy",), (), {}).batch()
     with pytest.raises(ValueError, match=r"^no statistics for 'energy' and no sample to measure them on$"):
         Standardize(["energy"]).bind(BindContext(("energy",), (), {}))
+
+
+def test_minmax_and_standardize_parameters_and_the_statistics_they_hand_on():
+    ctx = _ctx()
+    ctx.stats["theta"] = FeatureStats(6, 1.0, 0.5, 3.0, 3.0)  # a constant column: range 0
+    ctx.stats["e_in"] = FeatureStats(6, 50.0, 0.0, 0.0, 100.0)  # no spread
+    mm = MinMax(["energy", "theta"]).bind(ctx)
+    assert mm.a == (0.1, 3.0) and mm.b == pytest.approx((5.0, 1.0))
+    e = ctx.stats["energy"]
+    assert (e.count, e.mean, e.std, e.min, e.max) == pytest.approx((9, 2.4 / 5.0, 1.4 / 5.0, 0.0, 1.0))
+    st = Standardize(["layer", "e_in"]).bind(ctx)
+    assert st.a == (20.0, 50.0) and st.b == (10.0, 1.0)  # a zero spread divides by one
+    assert ctx.stats["layer"] == FeatureStats(9, 0.0, 1.0, -2.0, 2.4)
+    small = _ctx()
+    small.stats["layer"] = FeatureStats(9, 20.0, 0.5, 0.0, 44.0)
+    assert Standardize(["layer"]).bind(small).b == (0.5,)  # a spread below one is used as it is
+
+
+@pytest.mark.parametrize("stats", [FeatureStats(9, 2.5, 1.4, None, 5.1), FeatureStats(9, 2.5, 1.4, 0.1, None),
+                                   FeatureStats(9, None, 1.4, 0.1, 5.1), FeatureStats(9, 2.5, None, 0.1, 5.1)])
+def test_a_statistic_that_is_not_known_is_measured(stats):
+    """MinMax needs min and max, Standardize mean and std: any one unknown is measured on the sample."""
+    raw = _batch(seed=5, b=200)
+    energy = raw["points"][..., 1][raw["mask"]].double()
+    ctx = _ctx()
+    ctx.stats["energy"] = stats
+    mm = MinMax(["energy"]).bind(ctx)
+    ctx = _ctx()
+    ctx.stats["energy"] = stats
+    st = Standardize(["energy"]).bind(ctx)
+    if stats.min is None or stats.max is None:
+        assert mm.a == pytest.approx((float(energy.min()),)) and mm.b == pytest.approx((float(energy.max() - energy.min()),))
+    else:
+        assert mm.a == (0.1,) and mm.b == pytest.approx((5.0,))
+    if stats.mean is None or stats.std is None:
+        assert st.a == pytest.approx((float(energy.mean()),)) and st.b == pytest.approx((float(energy.std(unbiased=False)),))
+    else:
+        assert st.a == (2.5,) and st.b == (1.4,)
+
+
+def test_statistics_of_an_empty_sample_are_unknown_and_log_of_zero_is_unknown():
+    empty = lambda: {"points": torch.zeros(2, 3, 2), "mask": torch.zeros(2, 3, dtype=torch.bool),  # noqa: E731
+                     "cloud": torch.zeros(0, 2)}
+    ctx = BindContext(("layer", "energy"), ("e_in", "theta"), {}, sample=empty)
+    assert ctx.stat("layer", "mean") == FeatureStats(0, None, None, None, None)
+    assert ctx.stat("e_in", "min") == FeatureStats(0, None, None, None, None)
+    ctx = _ctx()
+    Log(["theta"]).bind(ctx)  # theta's minimum is 0: log(0) is no number
+    assert ctx.stats["theta"] == FeatureStats(6, None, None, None, np.log(2.0))
+
+
+def test_select_fields_binds_and_inverts_into_the_full_width():
+    ctx = _ctx()
+    with pytest.raises(KeyError, match=r"no cloud field 'mass' \(has e_in, theta\)"):
+        SelectFields(["mass"]).bind(ctx)
+    unbound = SelectFields(["theta"])
+    assert unbound.to_dict() == {"type": "select_fields", "names": ["theta"], "index": None, "width": None}
+    with pytest.raises(ValueError, match=r"^SelectFields is not bound: pass it to a loader or call bind\(\)$"):
+        unbound({"cloud": torch.zeros(1, 2)})
+    assert unbound.inverse({"cloud": torch.ones(1, 1)})["cloud"].shape == (1, 1)  # unbound: as it came
+    bound = SelectFields(["theta"]).bind(ctx)
+    assert ctx.cloud_features == ("theta",)
+    cloud = torch.tensor([[7.0], [8.0]], dtype=torch.float64)
+    back = bound.inverse({"cloud": cloud, "points": torch.zeros(2, 1, 2)})
+    assert back["cloud"].dtype == torch.float64 and back["cloud"].shape == (2, 2)
+    assert torch.isnan(back["cloud"][:, 0]).all() and torch.equal(back["cloud"][:, 1], cloud[:, 0])
+    no_cloud = {"points": torch.zeros(1, 1, 2)}
+    out = bound.inverse(no_cloud)
+    assert out == no_cloud and out is not no_cloud
