@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on showers, the whole chain on 2 CPU cores in about 15 minutes:
+# The main job on showers, the whole chain on 2 CPU cores in about 13 minutes (README):
 #   parametrised ds2 showers -> CaloChallenge HDF5 file -> shower store (local Dask cluster) ->
 #   CaloPointFlow II trained with the small CPU config -> generated showers as an official
 #   CaloChallenge file (incident energies of the test split) -> the CaloChallenge evaluation

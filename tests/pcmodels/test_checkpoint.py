@@ -95,3 +95,48 @@ def test_an_optimizer_state_round_trips_through_flat_tensors():
     assert json.loads(json.dumps(a["param_groups"])) == json.loads(json.dumps(b["param_groups"]))
     for k in ("exp_avg", "exp_avg_sq", "step"):
         assert torch.equal(a["state"][0][k], b["state"][0][k])
+
+
+def test_optimizer_scalars_and_dotted_keys_round_trip():
+    state = {"state": {0: {"moment.first": torch.ones(2), "count": 3, "flag": True}, 3: {"v": torch.zeros(1)}},
+             "param_groups": [{"lr": 0.1, "params": [0, 3]}]}
+    tensors, meta = flatten_optimizer(state, prefix="optim.g.")
+    assert set(tensors) == {"optim.g.0.moment.first", "optim.g.3.v"}
+    assert meta["scalars"] == {"0.count": 3, "0.flag": True}
+    back = unflatten_optimizer(tensors, json.loads(json.dumps(meta)), prefix="optim.g.")
+    assert set(back["state"]) == {0, 3}
+    assert back["state"][0]["count"] == 3 and back["state"][0]["flag"] is True
+    assert torch.equal(back["state"][0]["moment.first"], torch.ones(2)) and torch.equal(back["state"][3]["v"], torch.zeros(1))
+    assert back["param_groups"] == [{"lr": 0.1, "params": [0, 3]}]
+
+
+def test_a_first_checkpoint_makes_its_folders_and_a_failed_one_leaves_nothing(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    run = tmp_path / "new" / "run"
+    path = save_checkpoint(run, 0, {"w": torch.ones(1)}, {"step": 0})
+    assert load_checkpoint(path)[1] == {"step": 0}  # step 0 is a step
+    (run / "checkpoints" / "step-notes").write_text("not a checkpoint")  # a stray file is never pruned
+    for step in (1, 2):
+        save_checkpoint(run, step, {"w": torch.ones(1)}, {"step": step}, keep=1)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.json", "step-0000002", "step-notes"]
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(run, 3, {"w": torch.ones(1)}, {"step": 3})
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.json", "step-0000002", "step-notes"]
+    assert latest_checkpoint(run).name == "step-0000002"
+
+
+def test_the_damage_is_quoted_in_the_message(tmp_path):
+    path = save_checkpoint(tmp_path, 1, {"w": torch.ones(1)}, {"step": 1})
+    (path / "meta.json").write_text("{")
+    with pytest.raises(RunError, match=r"meta\.json: damaged checkpoint \(Expecting property name"):
+        load_checkpoint(path)
+    (path / "meta.json").write_text('{"step": 1}')
+    (path / "tensors.safetensors").write_bytes(b"\x08\0\0\0\0\0\0\0{}")
+    with pytest.raises(RunError, match=r"tensors\.safetensors: damaged checkpoint \(.+\)"):
+        load_checkpoint(path)

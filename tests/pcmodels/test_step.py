@@ -182,3 +182,22 @@ def test_a_step_draws_from_its_seed_and_step_and_moves_the_weights():
     assert any(not torch.equal(before[k], after[k]) for k in before)
     with ctx.autocast():  # CPU, no amp: float32 throughout
         assert (torch.ones(2) @ torch.ones(2)).dtype == torch.float32
+
+
+def test_gradients_are_clipped_to_the_configured_norm():
+    """Adam divides by the gradient's size, so a clip shows where the gradient falls far below
+    eps: a norm clipped to 1e-12 moves the weights by a tiny fraction of the learning rate."""
+    from dataclasses import replace
+
+    g = torch.Generator().manual_seed(4)
+    batch = toy_batch(16, g)
+    moved = {}
+    for clip in (None, 1e-12):
+        stepper = toy_stepper("epic-fm", 10)
+        stepper.configs["net"] = replace(stepper.configs["net"], grad_clip=clip)
+        before = params(stepper.method)
+        stepper.train_batch(batch)
+        after = params(stepper.method)
+        moved[clip] = max(float((after[k] - before[k]).abs().max()) for k in before)
+    lr = stepper.configs["net"].lr / stepper.configs["net"].warmup_steps  # the first step's, in the warm-up
+    assert moved[None] > 0.5 * lr and moved[1e-12] < 1e-3 * lr
