@@ -234,3 +234,22 @@ def test_a_store_of_raw_chunks_is_gathered_from_the_page_cache(tmp_path, jets):
     for batch in PointCloudLoader(raw, pad=20, **kw):
         _check_batch_content(raw, batch, pad=20)
     assert np.array_equal(np.sort(np.concatenate(mapped["index"])), raw.split_indices("train"))
+
+
+def test_the_sample_transforms_are_fitted_on_is_spread_over_the_selection(jet_store):
+    """Binding measures statistics on a sample: clouds evenly spread over the loader's split, with
+    the loader's feature columns and fields, padded as a batch."""
+    loader = PointCloudLoader(jet_store, split="train", batch_size=50, features=["pt_rel", "eta_rel"], fields=["eta"])
+    train = jet_store.split_indices("train")
+    for wanted in (100, 10**6):
+        b = loader._source.sample(max_clouds=wanted)
+        n = min(wanted, len(train))
+        ids = train[np.linspace(0, len(train) - 1, num=n).astype(np.int64)]
+        assert np.array_equal(b["index"].numpy(), ids)
+        counts = jet_store.counts[ids]
+        assert np.array_equal(b["counts"].numpy(), counts) and np.array_equal(b["mask"].numpy().sum(1), counts)
+        clouds = jet_store.take(ids)
+        for k in (0, n // 2, n - 1):
+            pts = clouds.points[clouds.offsets[k]:clouds.offsets[k + 1]]
+            np.testing.assert_array_equal(b["points"].numpy()[k, : counts[k]], pts[:, [2, 0]])
+        np.testing.assert_array_equal(b["cloud"].numpy()[:, 0], jet_store.fields_of(ids, ["eta"])[:, 0])
