@@ -10,7 +10,7 @@ import typer
 
 from pcdata.errors import PcdataError
 
-__all__ = ["handle_errors", "fail", "os_error_line", "run_app"]
+__all__ = ["handle_errors", "fail", "run_app"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -49,7 +49,7 @@ def run_app(app: typer.Typer, name: str) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def os_error_line(err: OSError) -> str:
+def _os_error_line(err: OSError) -> str:
     """``path: reason`` of an ``OSError`` (h5py's carry only a message)."""
     reason = err.strerror or str(err)
     reason = reason.splitlines()[0] if reason else type(err).__name__
@@ -88,7 +88,7 @@ def handle_errors(func: F) -> F:
         except OSError as err:
             # The file system refused (missing directory, read-only, full disk, permissions):
             # the user's environment, not a bug, so one line naming the path.
-            fail(os_error_line(err))
+            fail(_os_error_line(err))
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             sys.exit(130)

@@ -204,9 +204,7 @@ def remove(ref: str = REF, catalog: Optional[Path] = CATALOG, as_json: bool = JS
 @handle_errors
 def resolve(ref: str = REF, catalog: Optional[Path] = CATALOG, as_json: bool = JSON) -> None:
     """Print the store path a name stands for (checked against the allowed roots now)."""
-    shared = _shared(catalog)
-    shared.resolve(ref)
-    entry = shared.get(ref)
+    entry = _shared(catalog).resolve_entry(ref)
     if as_json:
         _echo_json({"name": entry.name, "version": entry.version, "path": entry.path})
     else:

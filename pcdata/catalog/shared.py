@@ -322,9 +322,13 @@ class SharedCatalog:
         return f"known: {', '.join(names[:10])}{', ...' if len(names) > 10 else ''}"
 
     def resolve(self, ref: str) -> Path:
-        """The store path of ``name`` or ``name@version``, checked against the allowed roots now
-        (an entry edited to point elsewhere, or a store directory replaced by a link out of the
-        roots, is refused at every resolution, not only when it was registered).
+        """The store path of ``name`` or ``name@version`` (see :meth:`resolve_entry`)."""
+        return Path(self.resolve_entry(ref).path)
+
+    def resolve_entry(self, ref: str) -> CatalogEntry:
+        """The entry ``ref`` names, its store checked against the allowed roots now (an entry
+        edited to point elsewhere, or a store directory replaced by a link out of the roots, is
+        refused at every resolution, not only when it was registered).
 
         Raises:
             StoreNotAllowedError: the entry's store now lies outside the allowed roots.
@@ -335,7 +339,7 @@ class SharedCatalog:
             raise StoreNotAllowedError(
                 f"catalog {self.root}: {entry.name}@{entry.version} points at {entry.path} (resolving to "
                 f"{os.path.realpath(entry.path)}), outside the allowed roots ({', '.join(config.allowed_roots)})")
-        return Path(entry.path)
+        return entry
 
     # -- writing -------------------------------------------------------------------------------
     def check_add(self, name: str, store: str | os.PathLike) -> None:

@@ -28,6 +28,7 @@ from ..errors import ClusterError, IngestError, SourceError
 from ..geometry.calo import GEOMETRY_NAMES, CaloGeometry, GeometryName, get_geometry
 from ..geometry.voxels import POINT_FEATURES
 from ..sources._hdf5 import open_hdf5
+from ..sources._inputs import check_distinct
 from ..sources.calochallenge import (
     CaloChallengeFile,
     default_block_rows,
@@ -304,10 +305,9 @@ def ingest_calochallenge(
     geo = get_geometry(name)
     if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
         raise IngestError(f"--threshold must be a finite energy >= 0 MeV, got {threshold}")
-    if rows_per_fragment is not None and rows_per_fragment < 1:
-        raise IngestError(f"--rows-per-fragment must be >= 1, got {rows_per_fragment}")
     if not files:
         raise SourceError("no input files given")
+    check_distinct(files)
     # Metadata only: every file's layout is checked before a cluster starts or anything is written.
     infos = tuple(inspect_calochallenge_file(p, geo) for p in files)
     block = default_block_rows(geo.n_voxels)

@@ -306,6 +306,10 @@ CASES: list[Case] = [
     Case("calo-negative-energy", _ingest_calo(lambda e: _calo(e.d, edit=lambda en, s: s.__setitem__((3, 7), -1.0))), r"ds1\.hdf5: .*negative.* 3"),
     Case("calo-nan-voxel", _ingest_calo(lambda e: _calo(e.d, edit=lambda en, s: s.__setitem__((11, 2), np.nan))), r"ds1\.hdf5: .*non-finite.* 11"),
     Case("calo-zero-incident", _ingest_calo(lambda e: _calo(e.d, edit=lambda en, s: en.__setitem__((2, 0), 0.0))), r"ds1\.hdf5: .*incident.* 2"),
+    Case("calo-same-file-twice", _cmd("pcdata", "ingest", "calochallenge", lambda e: str(_calo(e.d)), lambda e: str(e.d / "ds1.hdf5"),
+                                      "--geometry", "ds1-photons", "--out", lambda e: str(e.d / "s.zarr"), "--scheduler",
+                                      lambda e: e.scheduler, outputs=lambda e: [e.d / "s.zarr"]), r"ds1\.hdf5: given twice"),
+    Case("calo-rows-per-fragment-0", _ingest_calo(lambda e: _calo(e.d), "--rows-per-fragment", "0"), r"--rows-per-fragment must be >= 1, got 0"),
     Case("calo-unknown-geometry", _ingest_calo(lambda e: _calo(e.d), geometry="ds4"), r"--geometry|ds4"),
     Case("calo-bad-threshold", _ingest_calo(lambda e: _calo(e.d), "--threshold", "-1"), r"--threshold"),
     # ROOT files
