@@ -65,7 +65,7 @@ def read_only(path: Path, n_voxels: int) -> float:
 def convert_only(path: Path, geometry: str) -> float:
     """Read, check and convert every block in this process, writing nothing: the conversion cost
     without the store (Zarr compression, statistics) and without Dask."""
-    from pcdata.ingest.calochallenge import CaloChallengeShowers
+    from pcdata.sources.calochallenge import CaloChallengeShowers
     from pcdata.sources.calochallenge import default_block_rows, inspect_calochallenge_file
 
     info = inspect_calochallenge_file(path, geometry)
@@ -81,7 +81,7 @@ def ingest(path: Path, geometry: str, out: Path, *, workers: int, gpu: bool = Fa
     """Seconds, peak RSS per worker (MB), points stored."""
     from distributed import Client, LocalCluster
 
-    from pcdata.ingest import ingest_calochallenge
+    from pcdata.ingest import IngestOptions, ingest_calochallenge
 
     if gpu:
         from dask_cuda import LocalCUDACluster
@@ -94,8 +94,7 @@ def ingest(path: Path, geometry: str, out: Path, *, workers: int, gpu: bool = Fa
         with Client(cluster) as client:
             client.wait_for_workers(len(cluster.workers))
             t = time.perf_counter()
-            store = ingest_calochallenge([path], out, geometry=geometry, scheduler=cluster.scheduler_address,
-                                         gpu=gpu, overwrite=True, progress=False)
+            store = ingest_calochallenge([path], out, geometry=geometry, gpu=gpu, cluster=cluster.scheduler_address, options=IngestOptions(overwrite=True, progress=False))
             seconds = time.perf_counter() - t
             peaks = sorted(client.run(_maxrss_mb).values())
     finally:

@@ -107,11 +107,11 @@ def stages(path: Path, workdir: Path) -> dict[str, float]:
 
 
 def ingest_once(path: Path, out: Path, scheduler: str) -> float:
-    from pcdata.ingest import ingest_jetnet
+    from pcdata.ingest import IngestOptions, ingest_jetnet
 
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
-    ingest_jetnet([path], out, label="t", scheduler=scheduler, progress=False)
+    ingest_jetnet([path], out, label="t", cluster=scheduler, options=IngestOptions(progress=False))
     return time.perf_counter() - t
 
 

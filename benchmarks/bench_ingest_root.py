@@ -58,7 +58,7 @@ def main() -> None:
     import uproot
     from distributed import Client, LocalCluster
 
-    from pcdata.ingest import ingest_root
+    from pcdata.ingest import IngestOptions, ingest_root
 
     path = make_input(args.workdir, args.jets)
     size_mb = path.stat().st_size / 1e6
@@ -82,8 +82,7 @@ def main() -> None:
                 out = args.workdir / f"root-store-{workers}w"
                 shutil.rmtree(out, ignore_errors=True)
                 t = time.perf_counter()
-                store = ingest_root([path], out, tree="tree", scheduler=cluster.scheduler_address,
-                                    rows_per_fragment=args.step, progress=False)
+                store = ingest_root([path], out, tree="tree", cluster=cluster.scheduler_address, options=IngestOptions(rows_per_fragment=args.step, progress=False))
                 best = min(best, time.perf_counter() - t)
         assert store.num_clouds == args.jets
         label = f"ingest, {workers} worker{'s' if workers > 1 else ''}"

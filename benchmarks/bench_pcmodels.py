@@ -49,7 +49,7 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
 
     from pcdata.generate.jets import generate_jets
-    from pcdata.ingest import ingest_jetnet
+    from pcdata.ingest import IngestOptions, ingest_jetnet
     from pcmodels.config import load_config
     from pcmodels.evaluation import evaluate
     from pcmodels.registry import get_model
@@ -62,7 +62,7 @@ def main() -> None:
         generate_jets(raw, process="top", num_jets=args.jets, num_particles=P, seed=11, workers=2)
     store = args.workdir / f"t{P}-{args.jets}.zarr"
     if not store.exists():
-        ingest_jetnet([raw], store, label="t", workers=2, progress=False)
+        ingest_jetnet([raw], store, label="t", cluster={"workers": 2}, options=IngestOptions(progress=False))
     overrides = tuple(args.set) + ((f"data.pad={P}",) if P != 30 else ())
     results = {}
     for model in args.models.split(","):

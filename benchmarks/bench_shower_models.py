@@ -88,7 +88,7 @@ def main() -> None:
 
     from pcdata import open_store
     from pcdata.generate.showers import generate_showers
-    from pcdata.ingest import ingest_calochallenge
+    from pcdata.ingest import IngestOptions, ingest_calochallenge
     from pcdata.store import SplitSpec
     from pcmodels.evaluation import evaluate_showers
     from pcmodels.registry import get_model
@@ -106,8 +106,7 @@ def main() -> None:
             generate_showers(raw, geometry=ds, num_showers=n, seed=5, workers=2, progress=False)
         store_path = args.workdir / f"showers-{ds}-{n}.zarr"
         if not store_path.exists():
-            ingest_calochallenge([raw], store_path, geometry=ds, workers=2, progress=False,
-                                 splits=SplitSpec((("train", 0.76), ("val", 0.04), ("test", 0.2))))
+            ingest_calochallenge([raw], store_path, geometry=ds, cluster={"workers": 2}, options=IngestOptions(progress=False, splits=SplitSpec((("train", 0.76), ("val", 0.04), ("test", 0.2)))))
         store = open_store(store_path)
         sizes = {s: len(store.split_indices(s)) for s in ("train", "val", "test")}
         minutes = args.minutes if ds == "ds2" else args.minutes / 2

@@ -87,6 +87,7 @@ def make_jets(path: Path, n: int, seed: int = 0) -> Path:
 
 def measure(n: int, workdir: Path, scheduler: str) -> dict:
     from pcdata.ingest.jetnet import jetnet_template
+    from pcdata.ingest import IngestOptions
     from pcdata.ingest.pipeline import run_ingest
     from pcdata.sources.jetnet import JetNetSource
     from pcdata.store import StoreBuilder, open_store
@@ -113,8 +114,8 @@ def measure(n: int, workdir: Path, scheduler: str) -> dict:
     StoreBuilder.commit, StoreBuilder.finish = commit, finish
     try:
         t = time.perf_counter()
-        run_ingest(src, out, jetnet_template(30), rows_per_fragment=1, options={}, scheduler=scheduler,
-                   chunks=JET_CHUNKS, progress=False, fsync=False)
+        run_ingest(src, out, jetnet_template(30), identity={}, cluster=scheduler,
+                   options=IngestOptions(rows_per_fragment=1, chunks=JET_CHUNKS, progress=False, fsync=False))
         ingest_s = time.perf_counter() - t
     finally:
         StoreBuilder.commit, StoreBuilder.finish = real_commit, real_finish
@@ -141,6 +142,7 @@ def measure(n: int, workdir: Path, scheduler: str) -> dict:
 def measure_clouds(n: int, per_fragment: int, workdir: Path, scheduler: str) -> dict:
     """The loader's index of a store of ``n`` jets in fragments of ``per_fragment``: what grows with clouds."""
     from pcdata.ingest.jetnet import jetnet_template
+    from pcdata.ingest import IngestOptions
     from pcdata.ingest.pipeline import run_ingest
     from pcdata.sources.jetnet import JetNetSource
     from pcdata.store.writer import JET_CHUNKS
@@ -148,8 +150,8 @@ def measure_clouds(n: int, per_fragment: int, workdir: Path, scheduler: str) -> 
     out = workdir / f"clouds-{n}"
     if not (out / "zarr.json").exists():
         src = JetNetSource.open([make_jets(workdir / f"t-{n}.hdf5", n)], label="t")
-        run_ingest(src, out, jetnet_template(30), rows_per_fragment=per_fragment, options={}, scheduler=scheduler,
-                   chunks=JET_CHUNKS, progress=False)
+        run_ingest(src, out, jetnet_template(30), identity={}, cluster=scheduler,
+                   options=IngestOptions(rows_per_fragment=per_fragment, chunks=JET_CHUNKS, progress=False))
     return {"clouds": n, "fragments": n // per_fragment,
             **{f"{split or 'all'}": first_batch(out, split) for split in (None, "train")}}
 

@@ -14,6 +14,11 @@ app = typer.Typer(help="Convert input files into a point-cloud store (on a Dask 
 
 WORKERS = typer.Option(None, "--workers", "-w", help="Worker processes of a local Dask cluster (default: the machine's cores).")
 SCHEDULER = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler, e.g. tcp://host:8786.")
+SCHEDULER_FILE = typer.Option(None, "--scheduler-file", help="The JSON file of an existing Dask scheduler (dask scheduler --scheduler-file).")
+CLUSTER = typer.Option(None, "--cluster", metavar="FILE.yaml",
+                       help="Cluster description: local, scheduler, cuda, or a batch system (slurm, pbs, htcondor, lsf, "
+                            "sge) with cores, memory, walltime, queue, job_extra, workers or adaptive (default: "
+                            "$PCDATA_CLUSTER, else a local cluster).")
 ROWS = typer.Option(None, "--rows-per-fragment", help="Clouds per fragment (default: about 16 MB of input each).")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing store (only once the new one is complete).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
@@ -37,6 +42,30 @@ def _chunks(compression: str):
         fail(f"--compression: {err}")
 
 
+def _cluster(workers: Optional[int], scheduler: Optional[str], scheduler_file: Optional[Path], cluster: Optional[Path]):
+    """The one way the user named to find workers (None: $PCDATA_CLUSTER or a local cluster)."""
+    from pcdata.cluster import ClusterSpec, load_cluster
+
+    given = [flag for flag, value in (("--workers", workers), ("--scheduler", scheduler),
+                                      ("--scheduler-file", scheduler_file), ("--cluster", cluster)) if value is not None]
+    if len(given) > 1:
+        fail(f"{given[0]} and {given[1]}: give one of --workers, --scheduler, --scheduler-file and --cluster")
+    if workers is not None:
+        return ClusterSpec(workers=workers)
+    if scheduler is not None:
+        return ClusterSpec(kind="scheduler", address=scheduler)
+    if scheduler_file is not None:
+        return ClusterSpec(kind="scheduler", scheduler_file=str(scheduler_file))
+    return load_cluster(cluster) if cluster is not None else None
+
+
+def _options(rows_per_fragment: Optional[int], compression: str, overwrite: bool, quiet: bool):
+    from pcdata.ingest import IngestOptions
+
+    return IngestOptions(rows_per_fragment=rows_per_fragment, chunks=_chunks(compression), overwrite=overwrite,
+                         progress=not quiet)
+
+
 def _report(store) -> None:
     typer.echo(f"wrote {store.path}: {store.num_clouds:,} clouds, {store.num_points:,} points, "
                f"{len(store.fragments)} fragments")
@@ -50,6 +79,8 @@ def jetnet(
     label: Optional[str] = typer.Option(None, "--label", help="Jet class of all files (g, q, t, w, z) (default: from the file names)."),
     workers: Optional[int] = WORKERS,
     scheduler: Optional[str] = SCHEDULER,
+    scheduler_file: Optional[Path] = SCHEDULER_FILE,
+    cluster: Optional[Path] = CLUSTER,
     rows_per_fragment: Optional[int] = ROWS,
     compression: str = _compression("none"),
     overwrite: bool = OVERWRITE,
@@ -61,8 +92,8 @@ def jetnet(
     from pcdata.ingest import ingest_jetnet
 
     check_registration(register, catalog, out)
-    store = ingest_jetnet(files, out, label=label, chunks=_chunks(compression), workers=workers, scheduler=scheduler,
-                          rows_per_fragment=rows_per_fragment, overwrite=overwrite, progress=not quiet)
+    store = ingest_jetnet(files, out, label=label, options=_options(rows_per_fragment, compression, overwrite, quiet),
+                          cluster=_cluster(workers, scheduler, scheduler_file, cluster))
     _report(store)
     register_store(store.path, register, catalog)
 
@@ -79,6 +110,8 @@ def root(
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="YAML file with the branch mapping."),
     workers: Optional[int] = WORKERS,
     scheduler: Optional[str] = SCHEDULER,
+    scheduler_file: Optional[Path] = SCHEDULER_FILE,
+    cluster: Optional[Path] = CLUSTER,
     rows_per_fragment: Optional[int] = ROWS,
     compression: str = _compression("none"),
     overwrite: bool = OVERWRITE,
@@ -91,9 +124,10 @@ def root(
 
     check_registration(register, catalog, out)
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
-    store = ingest_root(files, out, tree=tree, chunks=_chunks(compression), collection=collection, features=split(features),
-                        event_fields=split(event_fields) or (), mapping=mapping, workers=workers, scheduler=scheduler,
-                        rows_per_fragment=rows_per_fragment, overwrite=overwrite, progress=not quiet)
+    store = ingest_root(files, out, tree=tree, collection=collection, features=split(features),
+                        event_fields=split(event_fields) or (), mapping=mapping,
+                        options=_options(rows_per_fragment, compression, overwrite, quiet),
+                        cluster=_cluster(workers, scheduler, scheduler_file, cluster))
     _report(store)
     register_store(store.path, register, catalog)
 
@@ -107,6 +141,8 @@ def calochallenge(
     out: Path = typer.Option(..., "--out", "-o", help="The store directory to write."),
     workers: Optional[int] = WORKERS,
     scheduler: Optional[str] = SCHEDULER,
+    scheduler_file: Optional[Path] = SCHEDULER_FILE,
+    cluster: Optional[Path] = CLUSTER,
     gpu: bool = typer.Option(False, "--gpu", help="Convert on CUDA GPUs (dask-cuda LocalCUDACluster, torch); same store as on CPUs."),
     threshold: Optional[float] = typer.Option(None, "--threshold", metavar="MEV", help="Drop hits below this energy in MeV (default: keep every non-zero voxel)."),
     rows_per_fragment: Optional[int] = typer.Option(None, "--rows-per-fragment", help="Showers per fragment (default: about 64 MiB of voxels each)."),
@@ -122,8 +158,8 @@ def calochallenge(
     # A plain string checked by the library, not a click Choice: a wrong name is one line on
     # stderr and exit 2 like every other input error.
     check_registration(register, catalog, out)
-    store = ingest_calochallenge(files, out, geometry=geometry, chunks=_chunks(compression), workers=workers, scheduler=scheduler, gpu=gpu,
-                                 threshold=threshold, rows_per_fragment=rows_per_fragment, overwrite=overwrite,
-                                 progress=not quiet)
+    store = ingest_calochallenge(files, out, geometry=geometry, threshold=threshold, gpu=gpu,
+                                 options=_options(rows_per_fragment, compression, overwrite, quiet),
+                                 cluster=_cluster(workers, scheduler, scheduler_file, cluster))
     _report(store)
     register_store(store.path, register, catalog)

@@ -7,12 +7,13 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["read_yaml_mapping", "atomic_path", "check_writable_parent", "fsync_dir", "write_json_atomic", "file_digest", "file_sha256", "remove_tree", "temp_sibling"]
+__all__ = ["read_yaml_mapping", "atomic_path", "check_posix_path", "check_writable_parent", "fsync_dir", "write_json_atomic", "file_digest", "file_sha256", "remove_tree", "temp_sibling"]
 
 
 def temp_sibling(path: str | os.PathLike, tag: str = "tmp") -> Path:
@@ -40,9 +41,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fsync_dir(target.parent)  # the rename itself survives a power cut
 
 
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/")
+
+
+def check_posix_path(path: str | os.PathLike) -> None:
+    """Refuse an output named by a URL (``s3://bucket/x.zarr``; also as a path turns it,
+    ``s3:/bucket/x.zarr``): writes rely on atomic renames and exclusive creation, which object
+    stores and WebDAV do not offer, and the path would otherwise become a local directory ``s3:``."""
+    from .errors import UnsupportedURLError
+
+    text = os.fspath(path)
+    m = _URL.match(text)
+    if m:
+        scheme, rest = m.group(1), text[m.end():].lstrip("/")
+        raise UnsupportedURLError(f"{scheme}://{rest}: outputs are written to POSIX filesystems (local disk, NFS, Lustre, "
+                                  f"GPFS, BeeGFS, CephFS), not to {scheme}:// URLs; write it there and copy it")
+
+
 def check_writable_parent(path: str | os.PathLike) -> None:
-    """Refuse, before anything is written, an output whose directory is missing or not writable
-    (an ``OSError`` naming ``path``: the commands print it as their one error line)."""
+    """Refuse, before anything is written, an output named by a URL or whose directory is missing
+    or not writable (an ``OSError`` naming ``path``: the commands print it as their one error line)."""
+    check_posix_path(path)
     parent = Path(path).absolute().parent
     if not parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, f"directory {parent} does not exist", str(path))

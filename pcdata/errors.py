@@ -133,3 +133,7 @@ class ChecksumError(DownloadError):
 
 class GenerateError(PcdataError, ValueError):
     """A generator was given bad arguments or a configuration that yields nothing."""
+
+
+class UnsupportedURLError(PcdataError, ValueError):
+    """An output named by a URL (``s3://...``): stores and files are written to POSIX filesystems."""

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from pcdata._io import remove_tree, temp_sibling, write_json_atomic
+from pcdata._io import check_posix_path, remove_tree, temp_sibling, write_json_atomic
 
 from .conditioning import CloudFieldModel
 from .config import RunConfig
@@ -84,6 +84,7 @@ class Run:
 
         import yaml
 
+        check_posix_path(path)
         path = Path(path)
         info = {"format": RUN_FORMAT, "version": RUN_VERSION, **info, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 **environment()}

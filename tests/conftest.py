@@ -64,9 +64,8 @@ def pythia_top150(tmp_path_factory) -> Path:
 def ds2_store(tmp_path_factory, scheduler) -> Path:
     """A small store of parametrised ds2 showers (generated, written as a CaloChallenge file, ingested)."""
     from pcdata.generate.showers import generate_showers
-    from pcdata.ingest import ingest_calochallenge
+    from pcdata.ingest import IngestOptions, ingest_calochallenge
 
     d = tmp_path_factory.mktemp("ds2")
     generate_showers(d / "ds2.hdf5", geometry="ds2", num_showers=400, seed=11, progress=False)
-    return ingest_calochallenge([d / "ds2.hdf5"], d / "ds2.zarr", geometry="ds2", scheduler=scheduler,
-                                progress=False).path
+    return ingest_calochallenge([d / "ds2.hdf5"], d / "ds2.zarr", geometry="ds2", cluster=scheduler, options=IngestOptions(progress=False)).path

@@ -1,9 +1,16 @@
-"""Ingest pipelines on Dask: sources become store fragments. One module per input kind."""
+"""Ingest on Dask: input files of a registered format become a store. One module per format.
+
+``ingest(format, files, out, options=IngestOptions(...), cluster=...)`` is the one pipeline;
+``ingest_jetnet``, ``ingest_calochallenge`` and ``ingest_root`` name their format's parameters.
+"""
 
 from .calochallenge import ingest_calochallenge
-from .cluster import dask_client
+from .formats import FORMATS, InputFormat, register_format
 from .jetnet import ingest_jetnet
-from .pipeline import run_ingest
+from .options import IngestOptions
+from .pipeline import ingest, run_ingest
 from .root import ingest_root
+from .visibility import WorkerVisibilityError
 
-__all__ = ["dask_client", "ingest_calochallenge", "ingest_jetnet", "ingest_root", "run_ingest"]
+__all__ = ["FORMATS", "IngestOptions", "InputFormat", "WorkerVisibilityError", "ingest", "ingest_calochallenge",
+           "ingest_jetnet", "ingest_root", "register_format", "run_ingest"]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..sources.jetnet import JET_TYPES, JetNetSource
 from ..store.format import Feature, SplitSpec, StoreMeta
-from ..store.reader import Store, open_store
-from ..store.writer import JET_CHUNKS, ChunkSpec
-from .pipeline import run_ingest
+from ..store.reader import Store
+from ..store.writer import JET_CHUNKS
+from .formats import InputFormat, register_format
+from .options import IngestOptions
+from .pipeline import ingest
 
 __all__ = ["ingest_jetnet", "jetnet_template", "default_rows_per_fragment"]
 
@@ -46,43 +48,39 @@ def jetnet_template(num_particles: int, splits: SplitSpec = SplitSpec()) -> Stor
     )
 
 
+def _open(paths: Sequence[str | os.PathLike], *, label: str | int | None = None) -> JetNetSource:
+    return JetNetSource.open(paths, label=label)
+
+
+JETNET = register_format(InputFormat(
+    name="jetnet",
+    open=_open,
+    template=lambda source, splits: jetnet_template(source.num_particles, splits),
+    rows_per_fragment=lambda source: default_rows_per_fragment(source.num_particles),
+    chunks=JET_CHUNKS,
+    identity=lambda source, params: {"label": params.get("label")},
+))
+
+
 def ingest_jetnet(
     files: Sequence[str | os.PathLike],
     out: str | os.PathLike,
     *,
     label: str | int | None = None,
-    workers: int | None = None,
-    scheduler: str | None = None,
-    rows_per_fragment: int | None = None,
-    splits: SplitSpec = SplitSpec(),
-    chunks: ChunkSpec = JET_CHUNKS,
-    overwrite: bool = False,
-    progress: bool = True,
-    command: str | None = None,
+    options: IngestOptions = IngestOptions(),
+    cluster: Any = None,
 ) -> Store:
-    """Convert JetNet HDF5 files into a store at ``out``.
+    """Convert JetNet HDF5 files into a store at ``out`` (:func:`pcdata.ingest.ingest` ``("jetnet", ...)``).
 
     Args:
         files: JetNet files (``particle_features`` [N, P, 4], ``jet_features`` [N, 4]).
         out: the store directory to create (or to resume, after an interruption).
         label: the jet class of every file (g, q, t, w, z or 0-4); default: from each file name.
-        workers: LocalCluster worker processes (default: the machine's cores).
-        scheduler: address of an existing Dask scheduler instead of a LocalCluster.
-        rows_per_fragment: jets per fragment (default: about 16 MB of input each).
-        splits: named split fractions and seed (default train/val/test 0.7/0.15/0.15, seed 42).
-        chunks: chunking and compression of the fragment arrays (default: raw chunks, see ``JET_CHUNKS``).
-        overwrite: replace an existing store (only once the new one is complete).
-        progress: show a progress bar on stderr.
-        command: the command line recorded in the provenance (default: ``sys.argv``).
+        options: fragment size (default about 16 MB of input each), splits, chunks (default raw,
+            see ``JET_CHUNKS``), overwrite, progress: :class:`~pcdata.ingest.IngestOptions`.
+        cluster: where the work runs (see :func:`pcdata.ingest.ingest`).
 
     Raises:
         SourceError: a file is missing, not HDF5, truncated, or breaks the layout; nothing is left.
     """
-    source = JetNetSource.open(files, label=label)
-    rows = rows_per_fragment if rows_per_fragment is not None else default_rows_per_fragment(source.num_particles)
-    run_ingest(
-        source, out, jetnet_template(source.num_particles, splits),
-        rows_per_fragment=rows, options={"label": label, "splits": splits.to_dict(), "chunks": vars(chunks)},
-        workers=workers, scheduler=scheduler, overwrite=overwrite, chunks=chunks, progress=progress, command=command,
-    )
-    return open_store(out)
+    return ingest("jetnet", files, out, options=options, cluster=cluster, label=label)

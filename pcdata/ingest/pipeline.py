@@ -27,11 +27,17 @@ from .. import __version__
 from .._io import file_sha256
 from ..clouds import Clouds
 from ..errors import IngestError, PcdataError, SourceError
-from ..store.format import FORMAT_VERSION, ChunkSpec, FragmentInfo, Provenance, SourceFile, StoreMeta, fragment_id
+from ..store.format import FORMAT_VERSION, FragmentInfo, Provenance, SourceFile, StoreMeta, fragment_id
+from ..store.metadata import fragment_dir
 from ..store.writer import FragmentWriter, prepare_store
-from .cluster import dask_client
+from ..cluster import connect
+from ..sources._inputs import check_distinct
+from ..store.reader import Store, open_store
+from .formats import get_format
+from .options import IngestOptions
+from .visibility import WorkerVisibilityError, check_posix_output, check_visibility, worker_name
 
-__all__ = ["Source", "Partition", "WriteFragments", "group_partitions", "plan_partitions", "fingerprint", "run_ingest"]
+__all__ = ["Source", "Partition", "WriteFragments", "group_partitions", "plan_partitions", "fingerprint", "ingest", "run_ingest"]
 
 
 class Source(Protocol):
@@ -74,7 +80,12 @@ class WriteFragments:
     writer: FragmentWriter
     source: Any
 
-    def __call__(self, parts: Sequence[Partition]) -> list[FragmentInfo]:
+    def __call__(self, parts: Sequence[Partition]) -> tuple[str, list[FragmentInfo]]:
+        worker = worker_name()
+        if not os.path.exists(os.path.join(self.writer.store, "zarr.json")):
+            # A worker on another filesystem would write fragments nobody else sees.
+            raise WorkerVisibilityError(f"worker {worker}: cannot see the store {self.writer.store}; "
+                                        "the store must be on a filesystem every worker mounts")
         infos = []
         for run in _read_runs(parts):
             first, last = run[0], run[-1]
@@ -83,7 +94,7 @@ class WriteFragments:
                 clouds = block if len(run) == 1 else block.slice(part.start - first.start, part.stop - first.start)
                 infos.append(self.writer.write(part.fragment, clouds,
                                                source={"file": part.file_index, "start": part.start, "stop": part.stop}))
-        return infos
+        return worker, infos
 
 
 _READ_ROWS = 4096  # tiny partitions of one file are read together, up to this many rows
@@ -136,6 +147,15 @@ def _provenance(source: Source, checksums: list[str], command: str | None) -> Pr
     )
 
 
+def _check_committable(builder, worker: str, infos: Sequence[FragmentInfo]) -> None:
+    """The client commits only fragments it sees itself (a worker writing elsewhere is caught)."""
+    for info in infos:
+        path = Path(fragment_dir(str(builder.path), builder.generation, info.id))
+        if not (path / "zarr.json").is_file():
+            raise WorkerVisibilityError(f"worker {worker}: wrote fragment {info.id}, which is not visible here at "
+                                        f"{path}; the store must be on a filesystem every worker mounts")
+
+
 def _progress(enabled: bool):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -178,64 +198,69 @@ def run_ingest(
     out: str | os.PathLike,
     template: StoreMeta,
     *,
-    rows_per_fragment: int,
-    options: dict[str, Any],
-    workers: int | None = None,
-    scheduler: str | None = None,
-    gpu: bool = False,
-    overwrite: bool = False,
-    chunks: ChunkSpec = ChunkSpec(),
-    progress: bool = True,
-    command: str | None = None,
-    fsync: bool = True,
+    options: IngestOptions,
+    identity: dict[str, Any],
+    cluster: Any = None,
 ) -> StoreMeta:
-    """Convert ``source`` into the store ``out`` on a Dask cluster.
+    """Convert ``source`` into the store ``out`` on a Dask cluster (see :func:`ingest`).
 
-    ``fsync=False`` leaves fragment data to the page cache (commits are still fsynced): an
-    interrupted ingest still resumes exactly, but a power cut may lose committed fragments, which
-    reads and ``verify`` then report. For scratch stores and tests of scale.
-
-    The cluster is started before anything is written, so a cluster failure leaves no trace.
-    Bad input (:class:`SourceError` from a worker) removes what this run built; any other
-    interruption keeps the committed fragments, and re-running the same call finishes the rest.
+    ``options`` must be resolved (a fragment size and a chunk layout). The cluster is started
+    before anything is written, so a cluster failure leaves no trace. Before the first task every
+    worker must see the store directory and the input files, and before a fragment is committed
+    the client must see it: a worker on another filesystem is an error naming it, not a store
+    reported complete with fragments missing. Bad input (:class:`SourceError` from a worker)
+    removes what this run built; any other interruption keeps the committed fragments, and
+    re-running the same call finishes the rest.
 
     Returns:
         The metadata of the finished store.
     """
-    if rows_per_fragment < 1:
-        raise IngestError(f"--rows-per-fragment must be >= 1, got {rows_per_fragment}")
+    rows_per_fragment, chunks = options.rows_per_fragment, options.chunks
+    if rows_per_fragment is None or chunks is None:
+        raise ValueError("run_ingest needs resolved options (IngestOptions.resolved)")
     parts = plan_partitions(source.rows(), rows_per_fragment)
     template = replace(template, expected_fragments=len(parts), layout=chunks,
-                       fingerprint=fingerprint(source, {**options, "rows_per_fragment": rows_per_fragment}))
+                       fingerprint=fingerprint(source, {**identity, **options.identity()}))
     out = Path(out).absolute()
-    with dask_client(workers=workers, scheduler=scheduler, gpu=gpu) as client:
+    with connect(cluster) as client:
         from distributed import as_completed
 
-        builder = prepare_store(out, template, overwrite=overwrite, command=command)
-        todo = [p for p in parts if p.fragment not in builder.committed]
-        task = WriteFragments(builder.writer(fsync=fsync), source)
-        groups = group_partitions(todo, sum(client.nthreads().values()))
+        check_workers = getattr(source, "check_workers", None)
+        if check_workers is not None:
+            check_workers(client)
+        builder = prepare_store(out, template, overwrite=options.overwrite, command=options.command)
         run = f"pcdata-{uuid.uuid4().hex[:8]}-"
         futures, sums = [], []
         try:
+            check_visibility(client, out, [f.path for f in source.files])
+            todo = [p for p in parts if p.fragment not in builder.committed]
+            task = WriteFragments(builder.writer(fsync=options.fsync), source)
+            groups = group_partitions(todo, max(1, sum(client.nthreads().values())))
             futures = client.map(task, groups, key=[f"{run}{g[0].fragment}" for g in groups])
             sums = [client.submit(file_sha256, os.path.abspath(f.path), key=f"{run}sha256-{i}")
                     for i, f in enumerate(source.files)]
             done_clouds = builder.meta.num_clouds
-            with _progress(progress) as bar:
+            with _progress(options.progress) as bar:
                 tid = bar.add_task(f"ingest {source.name}", total=len(parts), completed=len(parts) - len(todo), rate="")
                 start = _dt.datetime.now()
                 for batch in as_completed(futures).batches():
-                    infos = [info for f in batch for info in f.result()]
+                    infos = []
+                    for f in batch:
+                        worker, written = f.result()
+                        _check_committable(builder, worker, written)
+                        infos.extend(written)
                     builder.commit(*infos)
                     done_clouds += sum(i.num_clouds for i in infos)
                     secs = max(1e-9, (_dt.datetime.now() - start).total_seconds())
                     bar.update(tid, advance=len(infos), rate=f"{done_clouds / secs:,.0f} clouds/s")
             checksums = client.gather(sums)
-            return builder.finish(provenance=_provenance(source, checksums, command))
-        except SourceError:
+            return builder.finish(provenance=_provenance(source, checksums, options.command))
+        except (SourceError, WorkerVisibilityError):
             _stop(client, futures + sums, run)
-            builder.abort()
+            if builder.resumed:
+                builder.close()  # keep what earlier runs committed
+            else:
+                builder.abort()
             raise
         except PcdataError:
             client.cancel(futures + sums)
@@ -248,3 +273,44 @@ def run_ingest(
             ) from err
         finally:
             builder.close()
+
+
+def ingest(
+    format: str,
+    files: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    options: IngestOptions = IngestOptions(),
+    cluster: Any = None,
+    **params: Any,
+) -> Store:
+    """Convert input files of a registered format into a store at ``out``.
+
+    Args:
+        format: the input format (``jetnet``, ``calochallenge``, ``root``; see
+            :data:`pcdata.ingest.FORMATS`).
+        files: the input files (made absolute here, so workers anywhere read the same files).
+        out: the store directory to create (or to resume, after an interruption); a POSIX path:
+            a URL (``s3://...``) is refused.
+        options: what every ingest shares (:class:`IngestOptions`).
+        cluster: where the work runs: a ``distributed.Client``, a
+            :class:`~pcdata.cluster.ClusterSpec`, a YAML description file, a scheduler address;
+            default ``$PCDATA_CLUSTER`` or a local cluster with one worker per core.
+        **params: the format's own parameters (``label`` for JetNet, ``geometry`` for CaloChallenge, ...).
+
+    Raises:
+        SourceError: an input file is missing or breaks its format; nothing is left behind.
+        ClusterError: no cluster, or a worker that cannot see the store or the inputs.
+        StoreExistsError: ``out`` holds another store (without ``overwrite``).
+    """
+    fmt = get_format(format)
+    out = check_posix_output(out)
+    if not files:
+        raise SourceError("files: no input files given")
+    files = [os.path.abspath(f) for f in files]
+    check_distinct(files)
+    source = fmt.open(files, **params)
+    resolved = options.resolved(rows_per_fragment=fmt.rows_per_fragment(source), chunks=fmt.chunks)
+    run_ingest(source, out, fmt.template(source, options.splits), options=resolved,
+               identity={"format": fmt.name, **fmt.identity(source, params)}, cluster=cluster)
+    return open_store(out)

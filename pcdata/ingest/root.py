@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 from ..errors import SourceError
-from ..sources._inputs import check_distinct
 from ..sources.root import CollectionSpec, JetTreeSpec, RootCollectionSource, RootJetSource, feature_unit, load_mapping, spec_from_mapping
 from ..store.format import Feature, SplitSpec, StoreMeta
-from ..store.reader import Store, open_store
-from ..store.writer import JET_CHUNKS, ChunkSpec
+from ..store.reader import Store
+from ..store.writer import JET_CHUNKS
+from .formats import InputFormat, register_format
 from .jetnet import jetnet_template
-from .pipeline import run_ingest
+from .options import IngestOptions
+from .pipeline import ingest
 
 __all__ = ["ingest_root"]
 
@@ -57,6 +58,60 @@ def _rows_per_fragment(path: str, tree: str, branches: list[str]) -> int:
                           f"{str(err).splitlines()[0] if str(err) else ''})") from err
 
 
+def _open(
+    paths: Sequence[str | os.PathLike],
+    *,
+    tree: str | None = None,
+    layout: Literal["jets", "collection"] | None = None,
+    collection: str | None = None,
+    features: Sequence[str] | None = None,
+    event_fields: Sequence[str] = (),
+    mapping: str | os.PathLike | None = None,
+) -> RootJetSource | RootCollectionSource:
+    doc = load_mapping(mapping) if mapping else {}
+    tree = tree or doc.get("tree")
+    if not tree:
+        raise SourceError("tree: name the TTree to read (or give it in the mapping file)")
+    collection = collection or doc.get("collection")
+    layout = layout or doc.get("layout") or ("collection" if collection else "jets")
+    if layout == "collection":
+        if not collection:
+            raise SourceError("collection: name the collection X to read from nX and X_<feature>")
+        feats = tuple(features or doc.get("features") or ())
+        fields = tuple(event_fields or doc.get("event_fields") or ())
+        return RootCollectionSource.open(paths, tree=tree, spec=CollectionSpec(collection, feats, fields))
+    spec = spec_from_mapping(doc) if doc else JetTreeSpec()
+    return RootJetSource.open(paths, tree=tree, spec=spec)
+
+
+def _branches(source: RootJetSource | RootCollectionSource) -> list[str]:
+    """The branches that make up most of the data (they set the default fragment size)."""
+    if isinstance(source, RootCollectionSource):
+        return [source.spec.branch(x) for x in source.spec.features]
+    spec = source.spec
+    return [spec.px, spec.py, spec.pz, spec.energy] if source.mode == "four-vector" else [spec.deta, spec.dphi, spec.pt]
+
+
+def _identity(source: RootJetSource | RootCollectionSource, params: dict[str, Any]) -> dict[str, Any]:
+    # What was read, however it was named (flags or a mapping file).
+    if isinstance(source, RootCollectionSource):
+        s = source.spec
+        return {"layout": "collection", "tree": source.files[0].tree, "collection": s.collection,
+                "features": list(s.features), "event_fields": list(s.event_fields)}
+    return {"layout": "jets", "tree": source.files[0].tree, "spec": vars(source.spec)}
+
+
+ROOT = register_format(InputFormat(
+    name="root",
+    open=_open,
+    template=lambda source, splits: (_collection_template(source, splits) if isinstance(source, RootCollectionSource)
+                                     else _jets_template(source, splits)),
+    rows_per_fragment=lambda source: _rows_per_fragment(source.files[0].path, source.files[0].tree, _branches(source)),
+    chunks=JET_CHUNKS,
+    identity=_identity,
+))
+
+
 def ingest_root(
     files: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -67,14 +122,8 @@ def ingest_root(
     features: Sequence[str] | None = None,
     event_fields: Sequence[str] = (),
     mapping: str | os.PathLike | None = None,
-    workers: int | None = None,
-    scheduler: str | None = None,
-    rows_per_fragment: int | None = None,
-    splits: SplitSpec = SplitSpec(),
-    chunks: ChunkSpec = JET_CHUNKS,
-    overwrite: bool = False,
-    progress: bool = True,
-    command: str | None = None,
+    options: IngestOptions = IngestOptions(),
+    cluster: Any = None,
 ) -> Store:
     """Convert ROOT trees into a store, reading each file in entry ranges on Dask workers.
 
@@ -88,36 +137,13 @@ def ingest_root(
         collection, features, event_fields: the collection layout's branches.
         mapping: a YAML file with ``layout``, ``tree``, ``branches`` (JetTreeSpec roles),
             ``collection``, ``features``, ``event_fields``; explicit arguments win.
-        workers, scheduler, rows_per_fragment, splits, chunks, overwrite, progress, command: as
-            for :func:`pcdata.ingest.ingest_jetnet` (default step: about 64 MB of branch data).
+        options: as for :func:`pcdata.ingest.ingest_jetnet` (default fragment: about 64 MB of
+            branch data).
+        cluster: where the work runs (see :func:`pcdata.ingest.ingest`).
 
     Raises:
         SourceError: a missing tree or branch, a wrong branch type, jagged lengths that disagree;
             nothing is left behind.
     """
-    doc = load_mapping(mapping) if mapping else {}
-    check_distinct(files)
-    tree = tree or doc.get("tree")
-    if not tree:
-        raise SourceError("--tree: name the TTree to read (or give it in the mapping file)")
-    collection = collection or doc.get("collection")
-    layout = layout or doc.get("layout") or ("collection" if collection else "jets")
-    if layout == "collection":
-        if not collection:
-            raise SourceError("--collection: name the collection X to read from nX and X_<feature>")
-        feats = tuple(features or doc.get("features") or ())
-        fields = tuple(event_fields or doc.get("event_fields") or ())
-        source = RootCollectionSource.open(files, tree=tree, spec=CollectionSpec(collection, feats, fields))
-        template = _collection_template(source, splits)
-        branches = [source.spec.branch(x) for x in feats]
-    else:
-        spec = spec_from_mapping(doc) if doc else JetTreeSpec()
-        source = RootJetSource.open(files, tree=tree, spec=spec)
-        template = _jets_template(source, splits)
-        branches = [spec.px, spec.py, spec.pz, spec.energy] if source.mode == "four-vector" else [spec.deta, spec.dphi, spec.pt]
-    rows = rows_per_fragment if rows_per_fragment is not None else _rows_per_fragment(source.files[0].path, tree, branches)
-    options = {"layout": layout, "tree": tree, "mapping": doc, "collection": collection, "features": features,
-               "event_fields": list(event_fields), "splits": splits.to_dict(), "chunks": vars(chunks)}
-    run_ingest(source, out, template, rows_per_fragment=rows, options=options, workers=workers, scheduler=scheduler,
-               overwrite=overwrite, chunks=chunks, progress=progress, command=command)
-    return open_store(out)
+    return ingest("root", files, out, options=options, cluster=cluster, tree=tree, layout=layout, collection=collection,
+                  features=features, event_fields=event_fields, mapping=mapping)

@@ -13,7 +13,9 @@ A dataset 3 file is 50k x 40500 float32, about 8 GB: it is only ever read in row
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -24,13 +26,14 @@ from .._io import atomic_path
 from ..clouds import Clouds
 from ._hdf5 import open_hdf5
 from ._inputs import check_distinct
-from ..errors import SourceError
+from ..errors import ClusterError, SourceError
 from ..geometry.calo import GEOMETRY_NAMES, CaloGeometry, get_geometry
-from ..geometry.voxels import voxels_to_clouds
+from ..geometry.voxels import POINT_FEATURES, voxels_to_clouds
 
 __all__ = [
     "CaloChallengeFile",
-    "CaloChallengeSource",
+    "CaloChallengeShowers",
+    "CaloChallengeShowersGPU",
     "inspect_calochallenge_file",
     "read_calochallenge_block",
     "default_block_rows",
@@ -150,33 +153,183 @@ def read_calochallenge_block(
 
 
 @dataclass(frozen=True)
-class CaloChallengeSource:
-    """CaloChallenge files of one geometry as an ingest source: validated up front, read in
-    row blocks on workers."""
+class CaloChallengeShowers:
+    """Validated CaloChallenge files as an ingest source (picklable; files opened inside tasks).
+
+    A task may cover more rows than one read block (a large ``rows_per_fragment``): it then reads
+    block after block and concatenates the (much smaller) clouds, so a worker never holds more
+    than ``block_rows`` rows of voxels.
+
+    Attributes:
+        files: from :func:`~pcdata.sources.calochallenge.inspect_calochallenge_file`.
+        geometry: the geometry name.
+        block_rows: rows per read (about 64 MiB of float32 voxels).
+        threshold: drop hits below this energy (MeV); None keeps every non-zero voxel.
+        incident_dtype: dtype every block's ``incident_energy`` is cast to (exactly), so all
+            fragments agree even when the files do not.
+    """
 
     files: tuple[CaloChallengeFile, ...]
     geometry: str
+    block_rows: int
+    threshold: float | None = None
+    incident_dtype: str = "float32"
 
-    kind = "showers"
     name = "calochallenge"
+    kind = "showers"
 
     @classmethod
-    def open(cls, paths: Sequence[str | os.PathLike], geometry: CaloGeometry | str) -> "CaloChallengeSource":
-        """Validate every file's layout (cheap: metadata only) before anything is written."""
-        if not paths:
-            raise SourceError("no input files given")
-        geo = get_geometry(geometry)
-        check_distinct(paths)
-        return cls(tuple(inspect_calochallenge_file(p, geo) for p in paths), geo.name)
+    def open(cls, paths: Sequence[str | os.PathLike], geometry: CaloGeometry | str, *,
+             threshold: float | None = None, gpu: bool = False) -> "CaloChallengeShowers":
+        """Validate the geometry, the threshold and every file's layout (cheap: metadata only)
+        before anything is written; ``gpu`` converts on the workers' CUDA GPUs.
 
-    @property
-    def block_rows(self) -> int:
-        """Rows per read block for this geometry (see :func:`default_block_rows`)."""
-        return default_block_rows(get_geometry(self.geometry).n_voxels)
+        Raises:
+            SourceError: an unknown geometry, a bad threshold, a file missing or off the layout.
+        """
+        name = geometry.name if isinstance(geometry, CaloGeometry) else geometry
+        # Workers look the binning up by name, so only the shipped geometries can be read.
+        if name not in GEOMETRY_NAMES or (isinstance(geometry, CaloGeometry) and geometry != get_geometry(name)):
+            raise SourceError(f"geometry: unknown calorimeter geometry {name!r}, expected one of {', '.join(GEOMETRY_NAMES)}")
+        if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold >= 0):
+            raise SourceError(f"threshold: must be a finite energy >= 0 MeV, got {threshold}")
+        if not paths:
+            raise SourceError("files: no input files given")
+        check_distinct(paths)
+        geo = get_geometry(name)
+        infos = tuple(inspect_calochallenge_file(p, geo) for p in paths)
+        kind = CaloChallengeShowersGPU if gpu else cls
+        return kind(infos, geo.name, default_block_rows(geo.n_voxels), threshold, _incident_dtype(infos))
+
+    def rows(self) -> list[int]:
+        """Showers per file."""
+        return [f.n_showers for f in self.files]
+
+    def _blocks(self, start: int, stop: int):
+        return [(lo, min(stop, lo + self.block_rows)) for lo in range(start, stop, self.block_rows)]
+
+    def _finish(self, parts: list[Clouds]) -> Clouds:
+        clouds = Clouds.concat(parts)
+        clouds.fields["incident_energy"] = clouds.fields["incident_energy"].astype(self.incident_dtype, copy=False)
+        return clouds
 
     def read(self, file_index: int, start: int, stop: int) -> Clouds:
-        """Showers ``start:stop`` of file ``file_index`` as hit clouds (see :func:`read_calochallenge_block`)."""
-        return read_calochallenge_block(self.files[file_index], start, stop)
+        """Showers ``start:stop`` of file ``file_index`` as hit clouds, read block by block.
+
+        Raises:
+            SourceError: negative or non-finite energies (first bad row quoted), or a read failure.
+        """
+        f = self.files[file_index]
+        return self._finish([read_calochallenge_block(f, lo, hi, threshold=self.threshold)
+                             for lo, hi in self._blocks(start, stop)])
+
+
+def _read_rows(file: CaloChallengeFile, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open_hdf5(file.path) as h:
+            return h["incident_energies"][start:stop], h["showers"][start:stop]
+    except SourceError:
+        raise
+    except Exception as err:  # h5py raises OSError/KeyError/ValueError for damaged files
+        raise SourceError(f"{file.path}: cannot read showers {start}:{stop} ({type(err).__name__}: {err})") from err
+
+
+def _first(mask) -> int | None:
+    idx = mask.nonzero()
+    idx = idx[0] if isinstance(idx, tuple) else idx.reshape(-1)
+    return int(idx[0]) if len(idx) else None
+
+
+@dataclass(frozen=True)
+class CaloChallengeShowersGPU(CaloChallengeShowers):
+    """The same source, converting on the worker's CUDA GPU with torch.
+
+    The block is read on the host (HDF5 decompression is CPU work), checked and converted on
+    the GPU, and the points come back as numpy. ``energy_sum`` is summed on the host with the
+    CPU path's own function, so both paths store identical bits.
+
+    Attributes:
+        device: the torch device of the conversion (default ``cuda``, the worker's GPU under
+            dask-cuda; ``cpu`` runs the same code without a GPU, for tests).
+    """
+
+    device: str = "cuda"
+
+    def check_workers(self, client) -> None:
+        """Refuse before anything is written unless every worker has a CUDA GPU."""
+        if not self.device.startswith("cuda"):
+            return
+        seen = client.run(_worker_has_cuda)
+        without = sorted(w for w, ok in seen.items() if not ok)
+        if not seen or without:
+            raise ClusterError(f"gpu: the Dask workers have no CUDA GPU ({', '.join(without) or 'no workers'})")
+
+    def read(self, file_index: int, start: int, stop: int) -> Clouds:
+        """As :meth:`CaloChallengeShowers.read`, converting on the GPU.
+
+        Raises:
+            ClusterError: this worker has no CUDA GPU.
+            SourceError: as the CPU path, with the same messages.
+        """
+        import torch
+
+        from ..geometry.voxels_torch import voxels_to_points_torch
+
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ClusterError(f"gpu: the Dask worker on {socket.gethostname()} has no CUDA GPU")
+        f = self.files[file_index]
+        parts = []
+        for lo, hi in self._blocks(start, stop):
+            inc, showers = _read_rows(f, lo, hi)
+            inc = inc.reshape(len(inc))
+            bad = _first(~np.isfinite(inc) | (inc <= 0))
+            if bad is not None:
+                raise SourceError(f"{f.path}: incident_energies must be finite and positive (row {lo + bad} has {inc[bad]!r})")
+            dev = torch.from_numpy(showers).to(self.device)
+            bad = _first(~torch.isfinite(dev).all(dim=1))
+            if bad is not None:
+                raise SourceError(f"{f.path}: showers have non-finite energies (first at row {lo + bad})")
+            bad = _first((dev < 0).any(dim=1))
+            if bad is not None:
+                raise SourceError(f"{f.path}: showers have negative energies (first at row {lo + bad})")
+            points, offsets = voxels_to_points_torch(dev, self.geometry, threshold=self.threshold)
+            points, offsets = points.cpu().numpy(), offsets.cpu().numpy()
+            del dev
+            counts = np.diff(offsets)
+            rows = np.repeat(np.arange(len(counts)), counts)
+            parts.append(Clouds(
+                points=points,
+                offsets=offsets,
+                fields={
+                    "incident_energy": inc.astype(np.float32 if inc.dtype == np.float32 else np.float64),
+                    "num_points": counts.astype(np.int32),
+                    # Same call as voxels_to_clouds: float64 accumulation in point order.
+                    "energy_sum": np.bincount(rows, weights=points[:, 3], minlength=len(counts)),
+                },
+                point_features=POINT_FEATURES,
+            ))
+        return self._finish(parts)
+
+
+
+def _incident_dtype(files: Sequence[CaloChallengeFile]) -> str:
+    import h5py
+
+    kinds = set()
+    for f in files:
+        with h5py.File(f.path, "r") as h:
+            kinds.add(np.dtype(h["incident_energies"].dtype))
+    # float64 holds float32, float16 and integer energies exactly; float32 only itself.
+    return "float32" if kinds == {np.dtype(np.float32)} else "float64"
+
+
+def _worker_has_cuda() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
 
 
 # -- writing ---------------------------------------------------------------------------------------

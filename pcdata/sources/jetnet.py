@@ -63,7 +63,7 @@ def parse_label(label: str | int) -> int:
     except (TypeError, ValueError):
         index = -1
     if not 0 <= index < len(JET_TYPES):
-        raise SourceError(f"--label: expected one of {', '.join(JET_TYPES)} or 0-4, got {label!r}")
+        raise SourceError(f"label: expected one of {', '.join(JET_TYPES)} or 0-4, got {label!r}")
     return index
 
 

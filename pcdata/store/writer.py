@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import check_writable_parent, fsync_dir, remove_tree, write_json_atomic
+from .._io import check_posix_path, check_writable_parent, fsync_dir, remove_tree, write_json_atomic
 from ..clouds import Clouds
 from ..errors import StoreExistsError, StoreFormatError
 from .format import ChunkSpec, Feature, FragmentInfo, Manifests, Moments, StoreMeta, fragment_id
@@ -258,6 +258,7 @@ class StoreBuilder:
         write_root(self.path, meta)
         self.meta, self.replacing = meta, None
         _drop_other_generations(self.path, {self.generation})
+        _drop_fragment_temporaries(self.path, self.generation)
         for log in (self.path / "manifests" / self.generation).glob("log-*"):
             remove_tree(log)
         self.close()
@@ -331,6 +332,17 @@ def _drop_temporaries(path: Path) -> None:
             remove_tree(child)
 
 
+def _drop_fragment_temporaries(path: Path, generation: str) -> None:
+    """Half-written fragments of attempts that died (a worker killed mid-fragment): once every
+    fragment is committed no task of this build is left to finish them."""
+    root = path / "fragments" / generation
+    for fan in root.iterdir() if root.is_dir() else ():
+        if fan.is_dir():
+            for child in fan.iterdir():
+                if child.name.startswith(".") and ".tmp-" in child.name:
+                    remove_tree(child)
+
+
 def _init_generation(path: Path, generation: str) -> None:
     _ensure_group(path / "fragments")
     (path / "fragments" / generation).mkdir(exist_ok=True)
@@ -400,6 +412,7 @@ def prepare_store(target: str | os.PathLike, template: StoreMeta, *, overwrite: 
             build of other inputs (without ``overwrite``), or something that is not a store.
         StoreLockedError: another live process is writing the store.
     """
+    check_posix_path(target)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)  # a store's missing parents are made, as ``mkdir -p``
     check_writable_parent(target)  # before any temporary name beside it is made

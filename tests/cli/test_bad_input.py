@@ -269,9 +269,27 @@ CASES: list[Case] = [
                                         "--scheduler", lambda e: e.scheduler, outputs=lambda e: [e.d / "s.zarr"]), r"t\.hdf5: given twice"),
     Case("jetnet-same-file-two-spellings", _cmd("pcdata", "ingest", "jetnet", lambda e: str(e.jets), lambda e: _link(e.jets, e.d / "t-link.hdf5"), "--out",
                                                 lambda e: str(e.d / "s.zarr"), "--scheduler", lambda e: e.scheduler, outputs=lambda e: [e.d / "s.zarr"]), r"given twice \(as "),
-    Case("ingest-rows-per-fragment-0", _ingest_jetnet(lambda e: e.jets, "--rows-per-fragment", "0"), r"--rows-per-fragment must be >= 1, got 0"),
-    Case("ingest-rows-per-fragment-negative", _ingest_jetnet(lambda e: e.jets, "--rows-per-fragment", "-5"), r"--rows-per-fragment must be >= 1, got -5"),
-    Case("ingest-workers-0", _ingest_jetnet(lambda e: e.jets, "--workers", "0"), r"--workers must be >= 1, got 0"),
+    Case("ingest-rows-per-fragment-0", _ingest_jetnet(lambda e: e.jets, "--rows-per-fragment", "0"), r"--rows-per-fragment: must be a whole number >= 1, got 0"),
+    Case("ingest-rows-per-fragment-negative", _ingest_jetnet(lambda e: e.jets, "--rows-per-fragment", "-5"), r"--rows-per-fragment: must be a whole number >= 1, got -5"),
+    Case("ingest-workers-0", _ingest_jetnet(lambda e: e.jets, "--workers", "0", local=True), r"--workers: must be a whole number >= 1, got 0"),
+    Case("ingest-workers-and-scheduler", _ingest_jetnet(lambda e: e.jets, "--workers", "2"),
+         r"--workers and --scheduler: give one of --workers, --scheduler, --scheduler-file and --cluster"),
+    Case("ingest-cluster-file-missing", _cmd("pcdata", "ingest", "jetnet", lambda e: str(e.jets), "--out", lambda e: str(e.d / "s.zarr"),
+                                             "--cluster", lambda e: str(e.d / "c.yaml"), outputs=lambda e: [e.d / "s.zarr"]),
+         r"c\.yaml: no such cluster description file"),
+    Case("ingest-cluster-unknown-key", _cmd("pcdata", "ingest", "jetnet", lambda e: str(e.jets), "--out", lambda e: str(e.d / "s.zarr"),
+                                            "--cluster", lambda e: str(_write(e.d / "c.yaml", "kind: slurm\nmemory: 2GB\nqueues: short\n")),
+                                            outputs=lambda e: [e.d / "s.zarr"]),
+         r"c\.yaml: queues: unknown key of a cluster description"),
+    Case("ingest-cluster-no-memory", _cmd("pcdata", "ingest", "jetnet", lambda e: str(e.jets), "--out", lambda e: str(e.d / "s.zarr"),
+                                          "--cluster", lambda e: str(_write(e.d / "c.yaml", "kind: htcondor\ncores: 2\n")),
+                                          outputs=lambda e: [e.d / "s.zarr"]),
+         r"c\.yaml: memory: a htcondor job needs its memory"),
+    Case("ingest-scheduler-file-missing", _cmd("pcdata", "ingest", "jetnet", lambda e: str(e.jets), "--out", lambda e: str(e.d / "s.zarr"),
+                                               "--scheduler-file", lambda e: str(e.d / "sched.json"), outputs=lambda e: [e.d / "s.zarr"]),
+         r"cannot reach the Dask scheduler at .*sched\.json"),
+    Case("ingest-out-url", _cmd("pcdata", "ingest", "jetnet", lambda e: str(e.jets), "--out", "s3://bucket/x.zarr", "--workers", "1"),
+         r"s3://bucket/x\.zarr: outputs are written to POSIX filesystems"),
     Case("ingest-bad-compression", _ingest_jetnet(lambda e: e.jets, "--compression", "brotli"),
          r"--compression: compression 'brotli' is not one of lz4, zstd, lz4hc, blosclz, zlib, none"),
     Case("ingest-bad-splits", _ingest_jetnet(lambda e: e.jets, "--splits", "train=0.7,val=0.7"), r"--splits|split"),
@@ -309,7 +327,7 @@ CASES: list[Case] = [
     Case("calo-same-file-twice", _cmd("pcdata", "ingest", "calochallenge", lambda e: str(_calo(e.d)), lambda e: str(e.d / "ds1.hdf5"),
                                       "--geometry", "ds1-photons", "--out", lambda e: str(e.d / "s.zarr"), "--scheduler",
                                       lambda e: e.scheduler, outputs=lambda e: [e.d / "s.zarr"]), r"ds1\.hdf5: given twice"),
-    Case("calo-rows-per-fragment-0", _ingest_calo(lambda e: _calo(e.d), "--rows-per-fragment", "0"), r"--rows-per-fragment must be >= 1, got 0"),
+    Case("calo-rows-per-fragment-0", _ingest_calo(lambda e: _calo(e.d), "--rows-per-fragment", "0"), r"--rows-per-fragment: must be a whole number >= 1, got 0"),
     Case("calo-unknown-geometry", _ingest_calo(lambda e: _calo(e.d), geometry="ds4"), r"--geometry|ds4"),
     Case("calo-bad-threshold", _ingest_calo(lambda e: _calo(e.d), "--threshold", "-1"), r"--threshold"),
     # ROOT files
@@ -457,13 +475,13 @@ def _edit_json(path: Path, change: Callable[[dict], None]) -> None:
 # -- shared good inputs -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def good(tmp_path_factory, scheduler):
-    from pcdata.ingest import ingest_jetnet
+    from pcdata.ingest import IngestOptions, ingest_jetnet
     from pcmodels.config import load_config
     from pcmodels.training import train
 
     d = tmp_path_factory.mktemp("good")
     jets = _jetnet(d)
-    store = ingest_jetnet([jets], d / "jets.zarr", scheduler=scheduler, progress=False).path
+    store = ingest_jetnet([jets], d / "jets.zarr", cluster=scheduler, options=IngestOptions(progress=False)).path
     train(store, d / "run", load_config(TINY, steps=2), progress=False)
     return jets, Path(store), d / "run"
 

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pcdata import open_store
-from pcdata.ingest import ingest_jetnet
+from pcdata.ingest import IngestOptions, ingest_jetnet
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.distributed
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.distributed
 
 @pytest.mark.parametrize("fmt", ["parquet", "arrow"])
 def test_export_columnar_formats_from_the_cli(tmp_path, jetnet_files, scheduler, fmt):
-    store = ingest_jetnet(jetnet_files[1:], tmp_path / "s", scheduler=scheduler, progress=False)
+    store = ingest_jetnet(jetnet_files[1:], tmp_path / "s", cluster=scheduler, options=IngestOptions(progress=False))
     out = tmp_path / f"jets.{fmt}"
     run_cli("pcdata", "export", str(store.path), "--format", fmt, "--out", str(out), "--split", "test", check=True)
     table = pq.read_table(out) if fmt == "parquet" else pyarrow.ipc.open_file(out).read_all()

@@ -14,8 +14,8 @@ from pcdata import open_store
 from pcdata.errors import ClusterError, SourceError
 from pcdata.exports import export_calochallenge
 from pcdata.generate.showers import generate_showers
-from pcdata.ingest import ingest_calochallenge
-from pcdata.ingest.calochallenge import CaloChallengeShowers, CaloChallengeShowersGPU
+from pcdata.ingest import IngestOptions, ingest_calochallenge
+from pcdata.sources.calochallenge import CaloChallengeShowers, CaloChallengeShowersGPU
 from pcdata.sources.calochallenge import inspect_calochallenge_file, read_calochallenge_block, write_calochallenge_hdf5
 from tests.conftest import run_cli
 
@@ -49,8 +49,7 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
 @pytest.mark.parametrize("geometry", ["ds1-photons", "ds2"])
 def test_ingest_then_export_gives_the_file_back_bit_for_bit(tmp_path, shower_files, scheduler, geometry):
     path = shower_files[geometry]
-    store = ingest_calochallenge([path], tmp_path / "s", geometry=geometry, scheduler=scheduler,
-                                 rows_per_fragment=40, progress=False)
+    store = ingest_calochallenge([path], tmp_path / "s", geometry=geometry, cluster=scheduler, options=IngestOptions(rows_per_fragment=40, progress=False))
     inc, showers = _arrays(path)
     assert store.kind == "showers" and store.coords == "cylindrical-cells"
     assert store.point_features == ("layer", "alpha_bin", "r_bin", "energy")
@@ -72,7 +71,7 @@ def test_ingest_then_export_gives_the_file_back_bit_for_bit(tmp_path, shower_fil
 
 def test_several_files_keep_their_order_and_a_common_incident_dtype(tmp_path, shower_files, scheduler):
     files = [shower_files["ds2"], shower_files["ds2-b"]]
-    store = ingest_calochallenge(files, tmp_path / "s", geometry="ds2", scheduler=scheduler, progress=False)
+    store = ingest_calochallenge(files, tmp_path / "s", geometry="ds2", cluster=scheduler, options=IngestOptions(progress=False))
     # One file holds float64 energies: the field is float64 for all, so no value is rounded.
     assert store.field("incident_energy").dtype == np.float64
     inc = np.concatenate([_arrays(f)[0][:, 0].astype(np.float64) for f in files])
@@ -84,9 +83,8 @@ def test_several_files_keep_their_order_and_a_common_incident_dtype(tmp_path, sh
 
 def test_one_and_two_workers_give_identical_stores(tmp_path, shower_files, scheduler):
     path = [shower_files["ds2"]]
-    one = ingest_calochallenge(path, tmp_path / "one", geometry="ds2", workers=1, rows_per_fragment=30, progress=False)
-    two = ingest_calochallenge(path, tmp_path / "two", geometry="ds2", scheduler=scheduler, rows_per_fragment=30,
-                               progress=False)
+    one = ingest_calochallenge(path, tmp_path / "one", geometry="ds2", cluster={"workers": 1}, options=IngestOptions(rows_per_fragment=30, progress=False))
+    two = ingest_calochallenge(path, tmp_path / "two", geometry="ds2", cluster=scheduler, options=IngestOptions(rows_per_fragment=30, progress=False))
     assert [f.to_dict() for f in one.fragments] == [f.to_dict() for f in two.fragments]
     assert one.stats == two.stats
     assert one.read().equals(two.read())
@@ -101,7 +99,7 @@ def test_a_fragment_larger_than_a_read_block_is_read_in_blocks(shower_files, mon
         seen.append((start, stop))
         return real(file, start, stop, **kw)
 
-    monkeypatch.setattr("pcdata.ingest.calochallenge.read_calochallenge_block", spy)
+    monkeypatch.setattr("pcdata.sources.calochallenge.read_calochallenge_block", spy)
     source = CaloChallengeShowers((info,), "ds2", block_rows=16, incident_dtype="float64")
     clouds = source.read(0, 5, 60)
     assert seen == [(5, 21), (21, 37), (37, 53), (53, 60)]
@@ -214,7 +212,7 @@ def test_unknown_geometry_and_bad_options_are_one_line(tmp_path, shower_files):
     assert r.stderr.strip() == ("error: --geometry: unknown calorimeter geometry 'ds4', "
                                 "expected one of ds1-photons, ds1-pions, ds2, ds3")
     with pytest.raises(SourceError, match="showers have 6480 voxels but geometry ds3 has 40500 \\(matches ds2\\)"):
-        ingest_calochallenge([shower_files["ds2"]], tmp_path / "s", geometry="ds3", workers=1, progress=False)
+        ingest_calochallenge([shower_files["ds2"]], tmp_path / "s", geometry="ds3", cluster={"workers": 1}, options=IngestOptions(progress=False))
     assert not (tmp_path / "s").exists()
 
 
@@ -234,9 +232,8 @@ def test_gpu_on_a_scheduler_without_gpu_workers_writes_nothing(tmp_path, shower_
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
-    with pytest.raises(ClusterError, match=f"--gpu: the workers of {scheduler} have no CUDA GPU"):
-        ingest_calochallenge([shower_files["ds2"]], tmp_path / "s", geometry="ds2", scheduler=scheduler, gpu=True,
-                             progress=False)
+    with pytest.raises(ClusterError, match=r"gpu: the Dask workers have no CUDA GPU \(tcp://"):
+        ingest_calochallenge([shower_files["ds2"]], tmp_path / "s", geometry="ds2", gpu=True, cluster=scheduler, options=IngestOptions(progress=False))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -255,10 +252,8 @@ def _has_cuda() -> bool:
 def test_gpu_ingest_equals_the_cpu_store(tmp_path, shower_files, scheduler):
     for geometry in ("ds1-photons", "ds2"):
         path = [shower_files[geometry]]
-        cpu = ingest_calochallenge(path, tmp_path / f"cpu-{geometry}", geometry=geometry, scheduler=scheduler,
-                                   rows_per_fragment=40, progress=False)
-        gpu = ingest_calochallenge(path, tmp_path / f"gpu-{geometry}", geometry=geometry, gpu=True,
-                                   rows_per_fragment=40, progress=False)
+        cpu = ingest_calochallenge(path, tmp_path / f"cpu-{geometry}", geometry=geometry, cluster=scheduler, options=IngestOptions(rows_per_fragment=40, progress=False))
+        gpu = ingest_calochallenge(path, tmp_path / f"gpu-{geometry}", geometry=geometry, gpu=True, options=IngestOptions(rows_per_fragment=40, progress=False))
         assert [f.to_dict() for f in gpu.fragments] == [f.to_dict() for f in cpu.fragments]
         assert gpu.stats == cpu.stats and gpu.read().equals(cpu.read())
         _, showers = _arrays(export_calochallenge(gpu, tmp_path / f"{geometry}.hdf5"))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pcdata.ingest.jetnet import jetnet_template
+from pcdata.ingest import IngestOptions
 from pcdata.ingest.pipeline import run_ingest
 from pcdata.sources.jetnet import JetNetSource
 from pcdata.store import open_store
@@ -26,8 +27,8 @@ def test_a_store_of_100k_fragments_opens_from_its_root_and_reads_what_it_needs(t
     source = JetNetSource.open([make_jetnet_file(tmp_path / "t.hdf5", N, 30, seed=3)])
     out = tmp_path / "s"
     # One jet per fragment; data left to the page cache (fsync=False), commits fsynced as always.
-    run_ingest(source, out, jetnet_template(30), rows_per_fragment=1, options={}, scheduler=scheduler,
-               chunks=JET_CHUNKS, progress=False, fsync=False)
+    run_ingest(source, out, jetnet_template(30), identity={}, cluster=scheduler,
+               options=IngestOptions(rows_per_fragment=1, chunks=JET_CHUNKS, progress=False, fsync=False))
 
     root = json.loads((out / "zarr.json").read_text())["attributes"]["pcdata"]
     assert (root["status"], root["num_fragments"], root["num_clouds"]) == ("complete", N, N)

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from pcdata import open_store
-from pcdata.ingest import ingest_jetnet
+from pcdata.ingest import IngestOptions, ingest_jetnet
 from pcmodels.config import load_config
 from pcmodels.methods.base import DataSpec
 from pcmodels.registry import get_model, model_names
@@ -97,8 +97,7 @@ def test_learns_the_toy_distribution(model):
 # -- through a real store ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, jetnet_files, scheduler):
-    return ingest_jetnet(jetnet_files[:1], tmp_path_factory.mktemp("conf") / "s", scheduler=scheduler,
-                         progress=False).path
+    return ingest_jetnet(jetnet_files[:1], tmp_path_factory.mktemp("conf") / "s", cluster=scheduler, options=IngestOptions(progress=False)).path
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pcdata import open_store
-from pcdata.ingest import ingest_jetnet
+from pcdata.ingest import IngestOptions, ingest_jetnet
 from pcmodels.conditioning import CloudFieldModel
 from pcmodels.config import load_config
 from pcmodels.registry import get_model
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.distributed
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, jetnet_files, scheduler):
     d = tmp_path_factory.mktemp("sample")
-    store = ingest_jetnet(jetnet_files[:1], d / "s", scheduler=scheduler, progress=False)
+    store = ingest_jetnet(jetnet_files[:1], d / "s", cluster=scheduler, options=IngestOptions(progress=False))
     train(store.path, d / "run", load_config(get_model("epic-jedi").config_path("tiny"), steps=6), progress=False)
     return d / "run", store
 

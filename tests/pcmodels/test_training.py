@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pcdata.ingest import ingest_jetnet
+from pcdata.ingest import IngestOptions, ingest_jetnet
 from pcmodels.config import load_config
 from pcmodels.errors import ConfigError, RunError
 from pcmodels.registry import get_model
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.distributed]
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, jetnet_files, scheduler):
-    return ingest_jetnet(jetnet_files[:1], tmp_path_factory.mktemp("st") / "s", scheduler=scheduler, progress=False).path
+    return ingest_jetnet(jetnet_files[:1], tmp_path_factory.mktemp("st") / "s", cluster=scheduler, options=IngestOptions(progress=False)).path
 
 
 def tiny(model="epic-fm", **kw):

@@ -9,7 +9,7 @@ import pytest
 from pcdata.errors import SourceError
 from pcdata.geometry.voxels import clouds_to_voxels, voxels_to_clouds
 from pcdata.sources.calochallenge import (
-    CaloChallengeSource,
+    CaloChallengeShowers,
     CaloChallengeWriter,
     default_block_rows,
     inspect_calochallenge_file,
@@ -116,7 +116,7 @@ def test_block_read_returns_exactly_the_rows_asked_for(good_file, monkeypatch):
 
 def test_blocks_reassemble_the_file_bit_for_bit(good_file):
     path, inc, showers = good_file
-    source = CaloChallengeSource.open([path], "ds1-photons")
+    source = CaloChallengeShowers.open([path], "ds1-photons")
     assert source.kind == "showers" and source.files[0].n_showers == 200
     step = 64
     parts = [source.read(0, s, min(200, s + step)) for s in range(0, 200, step)]
