@@ -7,7 +7,8 @@ from typing import Literal, Sequence
 
 from ..errors import SourceError
 from ..sources._inputs import check_distinct
-from ..sources.root import CollectionSpec, JetTreeSpec, RootCollectionSource, RootJetSource, feature_unit, load_mapping, spec_from_mapping
+from ..sources.root import (CollectionSpec, JetTreeSpec, RootCollectionSource, RootJetSource, entries_per_step, feature_unit,
+                           load_mapping, spec_from_mapping)
 from ..store.format import Feature, SplitSpec, StoreMeta
 from ..store.reader import Store, open_store
 from ..store.writer import JET_CHUNKS, ChunkSpec
@@ -47,14 +48,7 @@ def _collection_template(source: RootCollectionSource, splits: SplitSpec) -> Sto
 
 
 def _rows_per_fragment(path: str, tree: str, branches: list[str]) -> int:
-    import uproot
-
-    try:
-        with uproot.open(path) as f:
-            return max(1, int(f[tree].num_entries_for(STEP, branches)))
-    except Exception as err:  # basket headers that cannot be read: a damaged file
-        raise SourceError(f"{path}: damaged ROOT file, its baskets cannot be read ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    return entries_per_step(path, tree, branches, STEP)
 
 
 def ingest_root(
