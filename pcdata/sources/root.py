@@ -213,7 +213,7 @@ def _open_tree(path: str, tree: str) -> tuple[Any, _Table]:
         return f, _TTree(t, path)
     if not isinstance(t, RNTuple):
         f.close()
-        raise SourceError(f"{path}: {tree!r} is a {type(t).__name__.removeprefix('Model_')}, not a TTree or an RNTuple")
+        raise SourceError(f"{path}: {tree!r} is a {getattr(t, 'classname', type(t).__name__)}, not a TTree or an RNTuple")
     table = _RNTuple(t, path)
     try:  # an RNTuple reads its header and footer (schema, clusters) lazily: a damaged one fails here
         table.names(), t.cluster_summaries
