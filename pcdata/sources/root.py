@@ -172,9 +172,11 @@ class _RNTuple(_Table):
         return self.obj.arrays(filter_field=lambda f: f.name in wanted, entry_start=start, entry_stop=stop, library="ak")
 
     def entries_for(self, step, names):
-        """About ``step`` of the fields' data per read, in whole clusters: uproot reads an RNTuple
-        cluster by cluster, so a range that cuts one decompresses it for both neighbours. With
-        clusters of equal size (as uproot and, roughly, ROOT write them) fragments then align."""
+        """About ``step`` of the fields' data per read, in whole clusters (at least one): uproot
+        decompresses an RNTuple cluster by cluster, so a range that cuts one decompresses it for
+        both neighbours. With clusters of equal size (as uproot and, roughly, ROOT write them)
+        fragments then align. (uproot 5.7 also reads the cluster that starts at a range's stop:
+        a fragment of k clusters decompresses k + 1.)"""
         wanted = set(names)
         est = int(self.obj.num_entries_for(step, filter_field=lambda f: f.name in wanted) or 1)
         sizes = [int(c.num_entries) for c in self.obj.cluster_summaries]
