@@ -103,7 +103,7 @@ def jetnet(
 def root(
     files: List[Path] = typer.Argument(..., help="ROOT files holding the same tree."),
     out: Path = typer.Option(..., "--out", "-o", help="The store directory to write."),
-    tree: Optional[str] = typer.Option(None, "--tree", "-t", help="TTree name."),
+    tree: Optional[str] = typer.Option(None, "--tree", "-t", help="TTree or RNTuple name."),
     collection: Optional[str] = typer.Option(None, "--collection", help="Per-event collection X (reads nX, X_<feature>)."),
     features: Optional[str] = typer.Option(None, "--features", help="Comma-separated features of the collection, e.g. pt,eta,phi."),
     event_fields: Optional[str] = typer.Option(None, "--event-fields", help="Comma-separated per-event branches kept as cloud fields."),

@@ -8,7 +8,7 @@ import numpy as np
 
 from pcdata.sources.jetnet import write_jetnet_hdf5
 
-__all__ = ["synthetic_jetnet_arrays", "make_jetnet_file"]
+__all__ = ["synthetic_jetnet_arrays", "make_jetnet_file", "write_root", "write_rntuple"]
 
 
 def synthetic_jetnet_arrays(n_jets: int, num_particles: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -82,4 +82,49 @@ def write_root(path: str | Path, tree: str, branches: dict, *, baskets: int = 1)
         t = f.mktree(tree, {k: (v.type if isinstance(v, ak.Array) else v.dtype) for k, v in branches.items()})
         for lo in range(0, n, -(-n // baskets)):
             t.extend({k: v[lo : lo + -(-n // baskets)] for k, v in branches.items()})
+    return Path(path)
+
+
+def write_rntuple(path: str | Path, name: str, branches: dict, *, clusters: int = 1, rvec: bool = True) -> Path:
+    """Write the same content as :func:`write_root` as an RNTuple, in ``clusters`` extend calls
+    (uproot closes one cluster per call). A record array ``X`` becomes NanoAOD's flat fields
+    ``nX`` (int32, as uproot's TTree counter) and ``X_<field>``, as ``write_root`` gets them.
+
+    uproot names a jagged field ``std::vector<T>``; NanoAOD's are ``ROOT::VecOps::RVec<T>``, which
+    RNTuple stores alike (an offset column and an item column), so with ``rvec`` the helper gives
+    them that type name while uproot writes the header, and checks that it reads back."""
+    import contextlib
+
+    import awkward as ak
+    import uproot
+    import uproot.writing._cascadentuple as cascade
+
+    flat: dict = {}
+    for k, v in branches.items():
+        if isinstance(v, ak.Array) and v.fields:
+            flat[f"n{k}"] = np.asarray(ak.num(v, axis=1), dtype=np.int32)
+            flat.update({f"{k}_{f}": v[f] for f in v.fields})
+        else:
+            flat[k] = v
+    n = len(next(iter(flat.values())))
+    original = cascade._cpp_typename  # an AttributeError here: uproot changed, see the docstring
+
+    def named(akform, subcall=False):
+        typename = original(akform, subcall)
+        return "ROOT::VecOps::RVec<" + typename.removeprefix("std::vector<") if not subcall and typename.startswith("std::vector<") \
+            and typename != "std::string" else typename
+
+    with contextlib.ExitStack() as stack:
+        if rvec:
+            cascade._cpp_typename = named
+            stack.callback(setattr, cascade, "_cpp_typename", original)
+        with uproot.recreate(path) as f:
+            step = -(-n // clusters)
+            t = f.mkrntuple(name, {k: v[:step] for k, v in flat.items()})
+            for lo in range(step, n, step):
+                t.extend({k: v[lo : lo + step] for k, v in flat.items()})
+    with uproot.open(path) as f:
+        jagged = [k for k, v in flat.items() if isinstance(v, ak.Array) and v.ndim == 2]
+        types = {f[name][k].typename for k in jagged}
+        assert not rvec or all(t.startswith("ROOT::VecOps::RVec<") for t in types), types
     return Path(path)

@@ -6,7 +6,8 @@ import os
 from typing import Any, Literal, Sequence
 
 from ..errors import SourceError
-from ..sources.root import CollectionSpec, JetTreeSpec, RootCollectionSource, RootJetSource, feature_unit, load_mapping, spec_from_mapping
+from ..sources.root import (CollectionSpec, JetTreeSpec, RootCollectionSource, RootJetSource, entries_per_step, feature_unit,
+                           load_mapping, spec_from_mapping)
 from ..store.format import Feature, SplitSpec, StoreMeta
 from ..store.reader import Store
 from ..store.writer import JET_CHUNKS
@@ -48,14 +49,7 @@ def _collection_template(source: RootCollectionSource, splits: SplitSpec) -> Sto
 
 
 def _rows_per_fragment(path: str, tree: str, branches: list[str]) -> int:
-    import uproot
-
-    try:
-        with uproot.open(path) as f:
-            return max(1, int(f[tree].num_entries_for(STEP, branches)))
-    except Exception as err:  # basket headers that cannot be read: a damaged file
-        raise SourceError(f"{path}: damaged ROOT file, its baskets cannot be read ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    return entries_per_step(path, tree, branches, STEP)
 
 
 def _open(
@@ -71,7 +65,7 @@ def _open(
     doc = load_mapping(mapping) if mapping else {}
     tree = tree or doc.get("tree")
     if not tree:
-        raise SourceError("tree: name the TTree to read (or give it in the mapping file)")
+        raise SourceError("tree: name the TTree or RNTuple to read (or give it in the mapping file)")
     collection = collection or doc.get("collection")
     layout = layout or doc.get("layout") or ("collection" if collection else "jets")
     if layout == "collection":

@@ -1,6 +1,8 @@
 """ROOT trees as point-cloud sources, read with uproot in entry ranges.
 
-Two layouts groups actually hold:
+A "tree" is a TTree or an RNTuple (ROOT 7's columnar format, where NanoAOD is going): both are
+read behind one small interface (:class:`_Table`), their jagged columns as ``float[n]``,
+``std::vector<T>`` or ``ROOT::VecOps::RVec<T>`` alike. Two layouts groups actually hold:
 
 - **per-jet trees** (the JetClass layout): one entry per jet, jagged constituent branches
   ``part_px, part_py, part_pz, part_energy`` (absolute four-vectors) or ``part_deta, part_dphi``
@@ -31,7 +33,7 @@ from ..clouds import Clouds
 from ..errors import SourceError
 from ..geometry.jets import mass_from_energy, pxpypze_to_ptetaphim, to_relative, wrap_phi
 
-__all__ = ["JetTreeSpec", "CollectionSpec", "RootFile", "RootJetSource", "RootCollectionSource", "load_mapping"]
+__all__ = ["JetTreeSpec", "CollectionSpec", "RootFile", "RootJetSource", "RootCollectionSource", "load_mapping", "entries_per_step"]
 
 _UNITS = {"pt": "GeV", "mass": "GeV", "energy": "GeV", "e": "GeV", "phi": "rad", "px": "GeV", "py": "GeV", "pz": "GeV"}
 
@@ -98,8 +100,95 @@ class RootFile:
     size: int
 
 
-def _open_tree(path: str, tree: str):
+class _Table:
+    """What the sources need of a TTree or an RNTuple, so both layouts read either alike: entries,
+    top-level names with their C++ type and awkward form, entry ranges read as awkward arrays and
+    a step size. ``noun`` and ``member`` word the messages ('tree'/'branch', 'RNTuple'/'field')."""
+
+    noun = member = ""
+
+    def __init__(self, obj, path: str):
+        self.obj, self.path = obj, path
+
+    @property
+    def name(self) -> str:
+        return self.obj.name
+
+    @property
+    def entries(self) -> int:
+        return int(self.obj.num_entries)
+
+    def names(self) -> list[str]:
+        raise NotImplementedError
+
+    def typename(self, name: str) -> str:
+        return self.obj[name].typename
+
+    def form(self, name: str):
+        """The awkward form of one entry of ``name``, None where uproot cannot interpret it."""
+        raise NotImplementedError
+
+    def arrays(self, names: Sequence[str], start: int, stop: int):
+        raise NotImplementedError
+
+    def entries_for(self, step: str, names: Sequence[str]) -> int:
+        raise NotImplementedError
+
+
+class _TTree(_Table):
+    noun, member = "tree", "branch"
+
+    def names(self) -> list[str]:
+        return list(self.obj.keys())
+
+    def form(self, name: str):
+        try:
+            return self.obj[name].interpretation.awkward_form(self.obj.file)
+        except Exception:  # uproot raises when it cannot interpret a branch at all
+            return None
+
+    def arrays(self, names, start, stop):
+        return self.obj.arrays(list(names), entry_start=start, entry_stop=stop, library="ak")
+
+    def entries_for(self, step, names):
+        return int(self.obj.num_entries_for(step, list(names)))
+
+
+class _RNTuple(_Table):
+    noun, member = "RNTuple", "field"
+
+    def names(self) -> list[str]:
+        # Top level only: a collection's item subfields ('_0') are not columns of their own here.
+        return list(self.obj.keys(recursive=False))
+
+    def form(self, name: str):
+        try:
+            return self.obj[name].to_akform()[0].contents[0]
+        except Exception:  # a field type uproot does not read
+            return None
+
+    def arrays(self, names, start, stop):
+        wanted = set(names)
+        return self.obj.arrays(filter_field=lambda f: f.name in wanted, entry_start=start, entry_stop=stop, library="ak")
+
+    def entries_for(self, step, names):
+        """About ``step`` of the fields' data per read, in whole clusters (at least one): uproot
+        decompresses an RNTuple cluster by cluster, so a range that cuts one decompresses it for
+        both neighbours. With clusters of equal size (as uproot and, roughly, ROOT write them)
+        fragments then align. (uproot 5.7 also reads the cluster that starts at a range's stop:
+        a fragment of k clusters decompresses k + 1.)"""
+        wanted = set(names)
+        est = int(self.obj.num_entries_for(step, filter_field=lambda f: f.name in wanted) or 1)
+        sizes = [int(c.num_entries) for c in self.obj.cluster_summaries]
+        cluster = max(sizes, default=0)
+        return max(1, est // cluster) * cluster if cluster else max(1, est)
+
+
+def _open_tree(path: str, tree: str) -> tuple[Any, _Table]:
+    """Open ``path`` and its TTree or RNTuple ``tree``; a SourceError naming the file otherwise."""
     import uproot
+    from uproot.behaviors.RNTuple import RNTuple
+    from uproot.behaviors.TTree import TTree
 
     p = Path(path)
     if not p.exists():
@@ -122,46 +211,78 @@ def _open_tree(path: str, tree: str):
         near = difflib.get_close_matches(tree, keys, n=3)
         hint = f"; did you mean {', '.join(near)}" if near else f" (keys: {', '.join(keys[:10]) or 'none'})"
         raise SourceError(f"{path}: no tree {tree!r}{hint}") from err
-    if not hasattr(t, "num_entries"):
+    if isinstance(t, TTree):
+        return f, _TTree(t, path)
+    if not isinstance(t, RNTuple):
         f.close()
-        raise SourceError(f"{path}: {tree!r} is not a TTree")
-    return f, t
+        raise SourceError(f"{path}: {tree!r} is a {getattr(t, 'classname', type(t).__name__)}, not a TTree or an RNTuple")
+    table = _RNTuple(t, path)
+    try:  # an RNTuple reads its header and footer (schema, clusters) lazily: a damaged one fails here
+        table.names(), t.cluster_summaries
+    except Exception as err:
+        f.close()
+        raise SourceError(f"{path}: damaged RNTuple {tree!r}, its header or footer cannot be read "
+                          f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
+    return f, table
 
 
-def _missing(path: str, tree, branch: str) -> SourceError:
-    near = difflib.get_close_matches(branch, list(tree.keys()), n=3)
+def _missing(table: _Table, name: str) -> SourceError:
+    near = difflib.get_close_matches(name, table.names(), n=3)
     hint = f"; did you mean {', '.join(near)}" if near else ""
-    return SourceError(f"{path}: tree {tree.name!r} has no branch {branch!r}{hint}")
+    return SourceError(f"{table.path}: {table.noun} {table.name!r} has no {table.member} {name!r}{hint}")
 
 
-def _check_type(path: str, tree, branch: str, jagged: bool) -> None:
-    """Raise unless ``branch`` holds numbers, jagged (one list per entry) or flat as asked."""
-    from uproot.interpretation.jagged import AsJagged
-    from uproot.interpretation.numerical import AsDtype
+def _primitive(form, kinds: str):
+    """The numpy dtype of a NumpyForm of one value per element whose kind is in ``kinds``, else None."""
+    import awkward as ak
 
-    if branch not in tree:
-        raise _missing(path, tree, branch)
-    b = tree[branch]
-    try:
-        interp = b.interpretation
-    except Exception:  # uproot raises when it cannot interpret a branch at all
-        interp = None
+    if not isinstance(form, ak.forms.NumpyForm) or form.inner_shape != () or form.parameters.get("__array__"):
+        return None
+    dtype = np.dtype(form.primitive)
+    return dtype if dtype.kind in kinds else None
+
+
+def _check_type(table: _Table, name: str, jagged: bool) -> np.dtype:
+    """Raise unless ``name`` holds numbers, jagged (one list per entry: ``float[n]``,
+    ``std::vector<T>``, ``ROOT::VecOps::RVec<T>``) or flat as asked; return the number type."""
+    import awkward as ak
+
+    if name not in table.names():
+        raise _missing(table, name)
+    form = table.form(name)
     if jagged:
-        ok = isinstance(interp, AsJagged) and isinstance(interp.content, AsDtype) and interp.content.to_dtype.kind in "fiu"
-        expected = "a jagged numeric branch (one list of numbers per entry)"
+        is_list = isinstance(form, (ak.forms.ListOffsetForm, ak.forms.ListForm)) and not form.parameters.get("__array__")
+        dtype = _primitive(form.content, "fiu") if is_list else None
+        expected = f"a jagged numeric {table.member} (one list of numbers per entry)"
     else:
-        ok = isinstance(interp, AsDtype) and interp.to_dtype.kind in "fiub" and interp.to_dtype.shape == ()
-        expected = "a numeric branch with one value per entry"
-    if not ok:
-        raise SourceError(f"{path}: branch {branch!r} has type {b.typename!r}, expected {expected}")
+        dtype = _primitive(form, "fiub")
+        expected = f"a numeric {table.member} with one value per entry"
+    if dtype is None:
+        raise SourceError(f"{table.path}: {table.member} {name!r} has type {table.typename(name)!r}, expected {expected}")
+    return dtype
 
 
-def _read(path: str, tree: str, branches: Sequence[str], start: int, stop: int):
+def _read(path: str, tree: str, names: Sequence[str], start: int, stop: int):
     f, t = _open_tree(path, tree)
     try:
-        return t.arrays(list(branches), entry_start=start, entry_stop=stop, library="ak")
-    except Exception as err:  # damaged baskets surface as several uproot/zlib error types
+        return t.arrays(names, start, stop)
+    except Exception as err:  # damaged baskets or pages surface as several uproot/zlib error types
         raise SourceError(f"{path}: cannot read entries {start}:{stop} of {tree!r} ({type(err).__name__}: {err})") from err
+    finally:
+        f.close()
+
+
+def entries_per_step(path: str, tree: str, names: Sequence[str], step: str) -> int:
+    """Entries of ``tree`` in ``path`` that hold about ``step`` (e.g. ``"64 MB"``) of the columns
+    ``names``: uproot's estimate for a TTree, rounded to whole clusters for an RNTuple."""
+    f, t = _open_tree(path, tree)
+    try:
+        return max(1, int(t.entries_for(step, names)))
+    except SourceError:
+        raise
+    except Exception as err:  # basket or page headers that cannot be read: a damaged file
+        raise SourceError(f"{path}: damaged ROOT file, its baskets cannot be read ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0] if str(err) else ''})") from err
     finally:
         f.close()
 
@@ -197,10 +318,10 @@ def _inspect_files(paths: Sequence[str | os.PathLike], tree: str, jagged: Sequen
         f, t = _open_tree(p, tree)
         try:
             for b in jagged:
-                _check_type(p, t, b, jagged=True)
+                _check_type(t, b, jagged=True)
             for b in flat:
-                _check_type(p, t, b, jagged=False)
-            out.append(RootFile(p, tree, int(t.num_entries), os.path.getsize(p)))
+                _check_type(t, b, jagged=False)
+            out.append(RootFile(p, tree, t.entries, os.path.getsize(p)))
         finally:
             f.close()
     return tuple(out)
@@ -227,7 +348,7 @@ class RootJetSource:
             raise SourceError("no input files given")
         f, t = _open_tree(first, tree)
         try:
-            keys = set(t.keys())
+            keys = set(t.names())
             mode = "four-vector" if {spec.px, spec.py, spec.pz, spec.energy} <= keys else "relative"
             labels = tuple(sorted(k for k in keys if fnmatch.fnmatch(k, spec.labels))) if spec.labels else ()
         finally:
@@ -299,10 +420,10 @@ class RootCollectionSource:
         files = _inspect_files(paths, tree, [spec.branch(x) for x in spec.features], list(spec.event_fields))
         f, t = _open_tree(files[0].path, tree)
         try:
-            has_counter = spec.counter in t
+            has_counter = spec.counter in t.names()
             if has_counter:
-                _check_type(files[0].path, t, spec.counter, jagged=False)
-            dtypes = {name: str(t[name].interpretation.to_dtype.newbyteorder("=")) for name in spec.event_fields}
+                _check_type(t, spec.counter, jagged=False)
+            dtypes = {name: str(_check_type(t, name, jagged=False)) for name in spec.event_fields}
         finally:
             f.close()
         return cls(files, spec, has_counter, dtypes)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from tests.helpers import jetclass_arrays, synthetic_jetnet_arrays, write_root
+from tests.helpers import jetclass_arrays, synthetic_jetnet_arrays, write_rntuple, write_root
 
 pytestmark = pytest.mark.distributed
 
@@ -79,6 +79,39 @@ def _root(d: Path, name: str = "j.root", **replace) -> Path:
     pf, jf = synthetic_jetnet_arrays(60, P, seed=5)
     branches = {**jetclass_arrays(pf, jf, seed=5), **replace}
     return write_root(d / name, "tree", {k: v for k, v in branches.items() if v is not None})
+
+
+def _rntuple(d: Path, name: str = "j.root", **replace) -> Path:
+    """The file of :func:`_root` as an RNTuple (ROOT 7's columnar format), in two clusters."""
+    pf, jf = synthetic_jetnet_arrays(60, P, seed=5)
+    branches = {**jetclass_arrays(pf, jf, seed=5), **replace}
+    return write_rntuple(d / name, "tree", {k: v for k, v in branches.items() if v is not None}, clusters=2)
+
+
+def _zero_rntuple(path: Path, where: str) -> Path:
+    """Zero 32 bytes of the RNTuple ``tree``: in its footer (checksummed), or in the middle of
+    ``part_px``'s offsets page of the second cluster (zlib-compressed, so the damage shows)."""
+    import uproot
+
+    with uproot.open(path) as f:
+        r = f["tree"]
+        if where == "footer":
+            at = r.members["fSeekFooter"] + 8
+        else:
+            field = next(i for i, x in enumerate(r.field_records) if x.field_name == "part_px")
+            page = r.page_link_list[1][next(c.idx for c in r.column_records if c.field_id == field)].pages[0].locator
+            at = page.offset + page.num_bytes // 2
+    data = bytearray(path.read_bytes())
+    data[at : at + 32] = bytes(32)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _strings():
+    """60 entries of lists of strings, a jagged field that is not numeric."""
+    import awkward as ak
+
+    return ak.Array([["a"] * (i % 4 + 1) for i in range(60)])
 
 
 def _link(target: Path, link: Path) -> str:
@@ -343,6 +376,18 @@ CASES: list[Case] = [
                                        "--mapping", lambda e: str(_write(e.d / "m.yaml", "a: [1, 2\n")), "--scheduler", lambda e: e.scheduler,
                                        outputs=lambda e: [e.d / "s.zarr"]), r"m\.yaml"),
     Case("root-collection-without-name", _ingest_root(lambda e: _root(e.d), "--tree", "tree", "--layout", "collection"), r"--collection|--layout"),
+    Case("root-rntuple-truncated", _ingest_root(lambda e: _cut(_rntuple(e.d)), "--tree", "tree"), r"j\.root: truncated ROOT file"),
+    Case("root-rntuple-damaged-footer", _ingest_root(lambda e: _zero_rntuple(_rntuple(e.d), "footer"), "--tree", "tree"),
+         r"j\.root: damaged RNTuple 'tree', its header or footer cannot be read"),
+    Case("root-rntuple-damaged-page", _ingest_root(lambda e: _zero_rntuple(_rntuple(e.d), "page"), "--tree", "tree"),
+         r"j\.root: cannot read entries .* of 'tree' \(error: Error -3 while decompressing"),
+    Case("root-rntuple-missing-field", _ingest_root(lambda e: _rntuple(e.d, jet_eta=None), "--tree", "tree"),
+         r"j\.root: RNTuple 'tree' has no field 'jet_eta'; did you mean jet_pt"),
+    Case("root-rntuple-wrong-type", _ingest_root(lambda e: _rntuple(e.d, jet_pt=jetclass_arrays(*synthetic_jetnet_arrays(60, P, seed=5))["part_px"]),
+                                                 "--tree", "tree"),
+         r"j\.root: field 'jet_pt' has type 'ROOT::VecOps::RVec<float>', expected a numeric field with one value per entry"),
+    Case("root-rntuple-string-field", _ingest_root(lambda e: _rntuple(e.d, part_px=_strings()), "--tree", "tree"),
+         r"j\.root: field 'part_px' has type 'ROOT::VecOps::RVec<std::string>', expected a jagged numeric field"),
     Case("root-same-file-twice", _cmd("pcdata", "ingest", "root", lambda e: str(_root(e.d)), lambda e: str(e.d / "j.root"), "--tree", "tree",
                                       "--out", lambda e: str(e.d / "s.zarr"), "--scheduler", lambda e: e.scheduler, outputs=lambda e: [e.d / "s.zarr"]),
          r"j\.root: given twice"),

@@ -7,7 +7,7 @@ import pytest
 
 from pcdata import open_store
 from tests.conftest import run_cli
-from tests.helpers import jetclass_arrays, write_root
+from tests.helpers import jetclass_arrays, write_rntuple, write_root
 
 pytestmark = pytest.mark.distributed
 
@@ -76,18 +76,20 @@ def test_mapping_file_names_the_branches(tmp_path, scheduler):
     assert open_store(tmp_path / "s").num_points == n.sum()
 
 
+@pytest.mark.parametrize("fmt", ["TTree", "RNTuple"])
 @pytest.mark.parametrize("case", ["missing-branch", "wrong-type", "lengths"])
-def test_bad_root_input_exits_2_and_leaves_nothing(tmp_path, scheduler, case):
+def test_bad_root_input_exits_2_and_leaves_nothing(tmp_path, scheduler, case, fmt):
     rng = np.random.default_rng(6)
     a = rng.integers(1, 4, 300)
     b = a.copy()
     b[250] += 1
     branches = {"Jet_pt": ak.unflatten(rng.random(a.sum()), a), "Jet_eta": ak.unflatten(rng.random(b.sum()), b),
                 "Jet_flat": rng.random(300)}
-    path = write_root(tmp_path / "in.root", "t", branches)
+    path = (write_root if fmt == "TTree" else write_rntuple)(tmp_path / "in.root", "t", branches)
+    noun, member = ("tree", "branch") if fmt == "TTree" else ("RNTuple", "field")
     features, message = {
-        "missing-branch": ("pt,phi", "in.root: tree 't' has no branch 'Jet_phi'"),
-        "wrong-type": ("pt,flat", "in.root: branch 'Jet_flat' has type 'double', expected a jagged numeric branch"),
+        "missing-branch": ("pt,phi", f"in.root: {noun} 't' has no {member} 'Jet_phi'"),
+        "wrong-type": ("pt,flat", f"in.root: {member} 'Jet_flat' has type 'double', expected a jagged numeric {member}"),
         "lengths": ("pt,eta", "in.root: jagged branches 'Jet_pt' and 'Jet_eta' disagree in length at entry 250"),
     }[case]
     out = tmp_path / "s"
@@ -96,3 +98,40 @@ def test_bad_root_input_exits_2_and_leaves_nothing(tmp_path, scheduler, case):
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.root"]
+
+
+# -- RNTuple: the same content as a TTree ingests to the same store ----------------------------------
+def _nano_branches(n_events: int = 900, seed: int = 8) -> dict:
+    rng = np.random.default_rng(seed)
+    n = rng.integers(0, 5, n_events)
+    jag = lambda scale: ak.unflatten((rng.normal(size=n.sum()) * scale).astype(np.float32), n)  # noqa: E731
+    return {"Jet": ak.zip({"pt": abs(jag(30.0)), "eta": jag(1.5), "phi": jag(1.0)}),
+            "run": np.full(n_events, 5, np.uint32), "event": np.arange(n_events, dtype=np.uint64)}
+
+
+@pytest.mark.parametrize("layout", ["jets", "collection"])
+def test_an_rntuple_ingests_to_the_store_of_its_ttree_twin(tmp_path, jetclass_files, scheduler, layout):
+    """NanoAOD-style RVec<float> fields and JetClass-style jagged fields, written once as TTrees and
+    once as RNTuples, through the real command: the stores hold the same clouds and fields."""
+    if layout == "jets":
+        _, (pf, jf) = jetclass_files
+        branches, name, parts = jetclass_arrays(pf[:180], jf[:180], seed=1), "tree", 3
+        args = ["--tree", "tree", "--rows-per-fragment", "40"]  # fragments that cut the 60-entry clusters
+    else:
+        branches, name, parts = _nano_branches(), "Events", 4
+        args = ["--tree", "Events", "--collection", "Jet", "--features", "pt,eta,phi", "--event-fields", "run,event"]
+    ttree = write_root(tmp_path / "t.root", name, branches, baskets=parts)
+    rntuple = write_rntuple(tmp_path / "n.root", name, branches, clusters=parts)
+    stores = {}
+    for label, path in (("ttree", ttree), ("rntuple", rntuple)):
+        out = tmp_path / f"{label}.zarr"
+        run_cli("pcdata", "ingest", "root", str(path), *args, "--out", str(out), "--scheduler", scheduler, "--quiet", check=True)
+        stores[label] = open_store(out)
+    a, b = stores["ttree"], stores["rntuple"]
+    assert a.num_clouds == b.num_clouds == len(branches[next(iter(branches))])
+    assert b.read().equals(a.read())
+    assert b.meta.point_features == a.meta.point_features and b.meta.cloud_features == a.meta.cloud_features
+    assert b.meta.attrs == a.meta.attrs
+    if layout == "collection":
+        np.testing.assert_array_equal(b.counts, ak.num(branches["Jet"].pt).to_numpy())
+        np.testing.assert_array_equal(b.field("event"), np.arange(900))

@@ -4,8 +4,19 @@ import numpy as np
 import pytest
 
 from pcdata.errors import SourceError
-from pcdata.sources.root import CollectionSpec, RootCollectionSource, RootJetSource, load_mapping
-from tests.helpers import jetclass_arrays, write_root
+from pcdata.sources.root import CollectionSpec, RootCollectionSource, RootJetSource, entries_per_step, load_mapping
+from tests.helpers import jetclass_arrays, write_rntuple, write_root
+
+#: The two on-disk forms of a tree: (writer of path, name, branches, parts; what it holds, its columns).
+FORMATS = {
+    "TTree": (lambda path, name, branches, parts=1: write_root(path, name, branches, baskets=parts), "tree", "branch"),
+    "RNTuple": (lambda path, name, branches, parts=1: write_rntuple(path, name, branches, clusters=parts), "RNTuple", "field"),
+}
+
+
+@pytest.fixture(params=list(FORMATS))
+def fmt(request):
+    return FORMATS[request.param]
 
 
 @pytest.fixture(scope="module")
@@ -14,9 +25,10 @@ def jets(pythia_top150):
         return f["particle_features"][:], f["jet_features"][:]
 
 
-@pytest.fixture(scope="module")
-def jetclass_file(tmp_path_factory, jets):
-    return write_root(tmp_path_factory.mktemp("root") / "jc.root", "tree", jetclass_arrays(*jets), baskets=4)
+@pytest.fixture(scope="module", params=list(FORMATS))
+def jetclass_file(tmp_path_factory, jets, request):
+    write = FORMATS[request.param][0]
+    return write(tmp_path_factory.mktemp("root") / "jc.root", "tree", jetclass_arrays(*jets), 4)
 
 
 def test_per_jet_tree_gives_the_relative_coordinates_back(jetclass_file, jets):
@@ -42,12 +54,12 @@ def test_per_jet_tree_gives_the_relative_coordinates_back(jetclass_file, jets):
     assert set(np.unique(c.fields["label"])) <= {0, 1, 2}
 
 
-def test_relative_branches_are_accepted(tmp_path, jets):
+def test_relative_branches_are_accepted(tmp_path, jets, fmt):
     pf, jf = jets
     mask = pf[..., 3] == 1
     counts = mask.sum(1)
     jag = lambda a: ak.unflatten(a[mask], counts)  # noqa: E731
-    path = write_root(tmp_path / "rel.root", "t", {
+    path = fmt[0](tmp_path / "rel.root", "t", {
         "part_deta": jag(pf[..., 0]), "part_dphi": jag(pf[..., 1]), "part_pt": jag(pf[..., 2] * jf[:, :1]),
         "jet_pt": jf[:, 0], "jet_eta": jf[:, 1], "jet_phi": np.zeros(len(jf), np.float32), "jet_energy": jf[:, 0] * 2,
     })
@@ -65,9 +77,9 @@ def _nano(n_events=400, seed=0):
                "run": np.full(n_events, 7, np.int32), "event": np.arange(n_events, dtype=np.uint64) * 3}
 
 
-def test_collection_gives_one_cloud_per_event(tmp_path):
+def test_collection_gives_one_cloud_per_event(tmp_path, fmt):
     n, branches = _nano()
-    path = write_root(tmp_path / "nano.root", "Events", branches, baskets=3)
+    path = fmt[0](tmp_path / "nano.root", "Events", branches, 3)
     src = RootCollectionSource.open([path], tree="Events", spec=CollectionSpec("Jet", ("pt", "phi"), ("event", "run")))
     c = src.read(0, 0, 400)
     np.testing.assert_array_equal(c.counts, n)
@@ -78,15 +90,16 @@ def test_collection_gives_one_cloud_per_event(tmp_path):
     assert part.equals(c.slice(100, 150))
 
 
-def test_errors_name_the_branch_and_the_file(tmp_path):
+def test_errors_name_the_branch_and_the_file(tmp_path, fmt):
+    write, noun, member = fmt
     n, branches = _nano()
-    path = write_root(tmp_path / "nano.root", "Events", branches)
-    with pytest.raises(SourceError, match=r"nano.root: tree 'Events' has no branch 'Jet_mass'"):
+    path = write(tmp_path / "nano.root", "Events", branches)
+    with pytest.raises(SourceError, match=rf"nano.root: {noun} 'Events' has no {member} 'Jet_mass'; did you mean Jet_eta"):
         RootCollectionSource.open([path], tree="Events", spec=CollectionSpec("Jet", ("pt", "mass")))
-    with pytest.raises(SourceError, match=r"nano.root: branch 'Jet_pt' has type .*expected a numeric branch with one value per entry"):
+    with pytest.raises(SourceError, match=rf"nano.root: {member} 'Jet_pt' has type .*expected a numeric {member} with one value per entry"):
         RootCollectionSource.open([path], tree="Events", spec=CollectionSpec("Jet", ("pt",), ("Jet_pt",)))
-    flat = write_root(tmp_path / "flat.root", "Events", {"Jet_pt": np.ones(5, np.float32)})
-    with pytest.raises(SourceError, match=r"flat.root: branch 'Jet_pt' has type 'float', expected a jagged numeric branch"):
+    flat = write(tmp_path / "flat.root", "Events", {"Jet_pt": np.ones(5, np.float32)})
+    with pytest.raises(SourceError, match=rf"flat.root: {member} 'Jet_pt' has type 'float', expected a jagged numeric {member}"):
         RootCollectionSource.open([flat], tree="Events", spec=CollectionSpec("Jet", ("pt",)))
     with pytest.raises(SourceError, match=r"nano.root: no tree 'Event'; did you mean Events"):
         RootCollectionSource.open([path], tree="Event", spec=CollectionSpec("Jet", ("pt",)))
@@ -95,12 +108,12 @@ def test_errors_name_the_branch_and_the_file(tmp_path):
         RootCollectionSource.open([tmp_path / "x.root"], tree="Events", spec=CollectionSpec("Jet", ("pt",)))
 
 
-def test_jagged_lengths_that_disagree_are_reported(tmp_path):
+def test_jagged_lengths_that_disagree_are_reported(tmp_path, fmt):
     rng = np.random.default_rng(1)
     a = rng.integers(1, 4, 50)
     b = a.copy()
     b[31] += 1
-    path = write_root(tmp_path / "bad.root", "t", {
+    path = fmt[0](tmp_path / "bad.root", "t", {
         "Jet_pt": ak.unflatten(rng.random(a.sum()), a), "Jet_eta": ak.unflatten(rng.random(b.sum()), b)})
     src = RootCollectionSource.open([path], tree="t", spec=CollectionSpec("Jet", ("pt", "eta")))
     with pytest.raises(SourceError, match=r"bad.root: jagged branches 'Jet_pt' and 'Jet_eta' disagree in length at entry 31"):
@@ -113,3 +126,95 @@ def test_mapping_file_is_validated(tmp_path):
     (tmp_path / "bad.yaml").write_text("layout: jets\nbranches: {px: a, colour: b}\n")
     with pytest.raises(SourceError, match="bad.yaml: unknown branch role 'colour'"):
         load_mapping(tmp_path / "bad.yaml")
+
+
+# -- RNTuple: the same sources over ROOT 7's columnar format ------------------------------------------
+def test_an_rntuple_gives_the_clouds_of_its_ttree_twin(tmp_path, jets):
+    """NanoAOD's RVec<float> fields read as the TTree's float[nJet] branches, both layouts."""
+    n, branches = _nano(seed=3)
+    spec = CollectionSpec("Jet", ("pt", "eta", "phi"), ("run", "event"))
+    tree = RootCollectionSource.open([write_root(tmp_path / "t.root", "Events", branches, baskets=3)], tree="Events", spec=spec)
+    ntuple = RootCollectionSource.open([write_rntuple(tmp_path / "n.root", "Events", branches, clusters=3)], tree="Events", spec=spec)
+    assert ntuple.has_counter and ntuple.field_dtypes == tree.field_dtypes == {"run": "int32", "event": "uint64"}
+    # ranges that cut clusters read the same as whole ones
+    for start, stop in [(0, 400), (5, 140), (133, 134), (390, 400)]:
+        assert ntuple.read(0, start, stop).equals(tree.read(0, start, stop))
+    arrays = jetclass_arrays(*jets)
+    a = RootJetSource.open([write_root(tmp_path / "jt.root", "tree", arrays, baskets=2)], tree="tree")
+    b = RootJetSource.open([write_rntuple(tmp_path / "jn.root", "tree", arrays, clusters=2)], tree="tree")
+    assert (b.mode, b.labels) == (a.mode, a.labels) == ("four-vector", ("label_QCD", "label_Tbqq", "label_Wqq"))
+    assert b.read(0, 7, 111).equals(a.read(0, 7, 111))
+
+
+def test_rntuple_steps_are_whole_clusters(tmp_path):
+    n, branches = _nano(n_events=1000)
+    path = str(write_rntuple(tmp_path / "n.root", "Events", branches, clusters=4))  # clusters of 250 entries
+    # a step smaller than a cluster still reads one whole cluster: uproot decompresses it anyway
+    assert entries_per_step(path, "Events", ["Jet_pt"], "100 B") == 250
+    # Jet_pt, Jet_eta: about 2.5 x 8 bytes of values and 2 x 8 bytes of offsets per event, so ~16 kB
+    # is about 444 events: rounded down to whole clusters
+    assert entries_per_step(path, "Events", ["Jet_pt", "Jet_eta"], "16 kB") == 250
+    assert entries_per_step(path, "Events", ["Jet_pt", "Jet_eta"], "40 kB") in (750, 1000)
+    assert entries_per_step(path, "Events", ["Jet_pt", "Jet_eta"], "64 MB") % 250 == 0
+    # a TTree keeps uproot's estimate, not rounded
+    tree = str(write_root(tmp_path / "t.root", "Events", branches, baskets=4))
+    assert entries_per_step(tree, "Events", ["Jet_pt"], "1 kB") not in (0, 250)
+
+
+def test_rntuple_fields_of_other_types_are_refused_by_name(tmp_path):
+    n, branches = _nano(n_events=20)
+    path = write_rntuple(tmp_path / "odd.root", "Events", {
+        **branches, "Jet_name": ak.Array([["j"] * int(k) for k in n]), "tag": ak.Array(["x"] * 20),
+        "Jet_fixed": np.zeros((20, 3), np.float32)})
+    cases = {("name",): ("Jet_name", r"ROOT::VecOps::RVec<std::string>", "jagged numeric field"),
+             ("fixed",): ("Jet_fixed", r"std::array<float,3>", "jagged numeric field")}
+    for features, (name, typename, expected) in cases.items():
+        with pytest.raises(SourceError, match=rf"odd.root: field '{name}' has type '{typename}', expected a {expected}"):
+            RootCollectionSource.open([path], tree="Events", spec=CollectionSpec("Jet", features))
+    with pytest.raises(SourceError, match=r"odd.root: field 'tag' has type 'std::string', expected a numeric field with one value"):
+        RootCollectionSource.open([path], tree="Events", spec=CollectionSpec("Jet", ("pt",), ("tag",)))
+
+
+def test_a_damaged_rntuple_is_one_source_error(tmp_path):
+    import uproot
+
+    n, branches = _nano(n_events=2000)
+    path = write_rntuple(tmp_path / "n.root", "Events", branches, clusters=4)
+    good = path.read_bytes()
+    with uproot.open(path) as f:
+        r = f["Events"]
+        anchor = r.members
+        # cluster 1 (entries 500:1000), the page of Jet_pt's offsets, which zlib compresses (pages
+        # that do not compress are stored raw, and uproot writes no page checksums)
+        field = next(i for i, x in enumerate(r.field_records) if x.field_name == "Jet_pt")
+        column = next(c.idx for c in r.column_records if c.field_id == field)
+        page = r.page_link_list[1][column].pages[0].locator
+    spec = CollectionSpec("Jet", ("pt", "eta"))
+
+    def zeroed(at: int):
+        data = bytearray(good)
+        data[at : at + 32] = bytes(32)
+        path.write_bytes(bytes(data))
+        return path
+
+    # the footer (cluster list, page locations) is checksummed: refused on opening
+    with pytest.raises(SourceError, match=r"n.root: damaged RNTuple 'Events', its header or footer cannot be read"):
+        RootCollectionSource.open([zeroed(anchor["fSeekFooter"] + 8)], tree="Events", spec=spec)
+    # a damaged page: opening needs metadata only, reading the range that holds it fails cleanly
+    src = RootCollectionSource.open([zeroed(page.offset + page.num_bytes // 2)], tree="Events", spec=spec)
+    # (0:400, not 0:500: uproot 5.7 also reads the cluster that starts at a range's stop)
+    assert src.read(0, 0, 400).counts.tolist() == n[:400].tolist()
+    with pytest.raises(SourceError, match=r"n.root: cannot read entries 400:600 of 'Events' \(error: Error -3 while decompressing"):
+        src.read(0, 400, 600)
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(SourceError, match=r"n.root: truncated ROOT file"):
+        RootCollectionSource.open([path], tree="Events", spec=spec)
+
+
+def test_an_object_that_is_no_tree_is_named(tmp_path):
+    import uproot
+
+    with uproot.recreate(tmp_path / "h.root") as f:
+        f["h"] = np.histogram(np.arange(10.0), bins=3)
+    with pytest.raises(SourceError, match=r"h.root: 'h' is a TH1D, not a TTree or an RNTuple"):
+        RootCollectionSource.open([tmp_path / "h.root"], tree="h", spec=CollectionSpec("Jet", ("pt",)))
