@@ -131,7 +131,7 @@ def read_yaml_mapping(path: str | os.PathLike, *, what: str, error: type[Excepti
         doc = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError as err:
         raise error(f"{path}: no such {what}") from err
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:  # RecursionError: nested too deep
         raise error(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
     if doc is None and allow_empty:
         return {}

@@ -112,7 +112,7 @@ class Run:
             raise RunError(f"{path}: not a training run (no run.json)")
         try:
             info = json.loads(meta.read_text())
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, RecursionError) as err:  # RecursionError: brackets nested too deep
             raise RunError(f"{meta}: unreadable run description ({err})") from err
         if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
             raise RunError(f"{meta}: not a {RUN_FORMAT} run (written by pcmodels before run format 2, or not a run); "

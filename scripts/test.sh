@@ -3,4 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest "$@"
+if [ $# -gt 0 ]; then
+    exec .venv/bin/python -m pytest "$@"
+fi
+.venv/bin/python -m pytest
+# Fuzz smoke (README, Testing): every fuzz target for a few seconds. A longer campaign:
+# PCDATA_FUZZ_SECONDS=600 .venv/bin/python -m pytest -m fuzz tests/fuzz
+PCDATA_FUZZ_SECONDS=${PCDATA_FUZZ_SECONDS:-2} exec .venv/bin/python -m pytest -m fuzz tests/fuzz -q

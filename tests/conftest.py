@@ -69,3 +69,14 @@ def ds2_store(tmp_path_factory, scheduler) -> Path:
     d = tmp_path_factory.mktemp("ds2")
     generate_showers(d / "ds2.hdf5", geometry="ds2", num_showers=400, seed=11, progress=False)
     return ingest_calochallenge([d / "ds2.hdf5"], d / "ds2.zarr", geometry="ds2", cluster=scheduler, options=IngestOptions(progress=False)).path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Fuzz targets (tests/fuzz, marker ``fuzz``) run for a time budget each: only when asked for
+    with ``-m`` naming the marker or with ``PCDATA_FUZZ=1`` (scripts/test.sh runs a short smoke)."""
+    if "fuzz" in (config.getoption("markexpr") or "") or os.environ.get("PCDATA_FUZZ") == "1":
+        return
+    fuzz = [item for item in items if item.get_closest_marker("fuzz")]
+    if fuzz:
+        config.hook.pytest_deselected(items=fuzz)
+        items[:] = [item for item in items if not item.get_closest_marker("fuzz")]

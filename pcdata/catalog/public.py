@@ -356,7 +356,7 @@ def load_public_catalog(path: str | os.PathLike | None = None) -> PublicCatalog:
         raise CatalogFormatError(f"catalog {file}: cannot be read: {err}") from err
     try:
         doc = yaml.safe_load(text)
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, RecursionError) as err:  # RecursionError: brackets nested too deep
         # YAML's own message spans several lines; keep its first and the position.
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -204,7 +204,7 @@ class SharedCatalog:
         self._require()
         try:
             doc = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as err:
+        except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
             raise CatalogFormatError(f"catalog {self.config_path}: unreadable ({str(err).splitlines()[0]})") from err
         return CatalogConfig.from_dict(doc, source=str(self.config_path))
 
@@ -242,7 +242,7 @@ class SharedCatalog:
             raise
         except OSError as err:  # e.g. a file its writer made unreadable to the group
             raise CatalogFormatError(f"catalog {path}: unreadable ({err.strerror})") from err
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:  # RecursionError: brackets nested too deep
             raise CatalogFormatError(f"catalog {path}: not valid JSON ({err})") from err
         entry = CatalogEntry.from_dict(doc, source=str(path))
         if (entry.name, entry.version) != (name, version):

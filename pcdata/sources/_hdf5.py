@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from ..errors import SourceError
 
-__all__ = ["open_hdf5"]
+__all__ = ["open_hdf5", "damaged_hdf5"]
 
 
 def open_hdf5(path: str):
@@ -33,3 +34,16 @@ def open_hdf5(path: str):
         elif "signature not found" in detail:
             reason = "file signature not found"
         raise SourceError(f"{path}: not a readable HDF5 file ({reason})") from err
+
+
+@contextlib.contextmanager
+def damaged_hdf5(path: str, what: str):
+    """Raise what h5py raises on a damaged file (a bad B-tree or object header gives KeyError,
+    RuntimeError, OSError or ValueError, found by the fuzz targets) as :class:`SourceError`."""
+    try:
+        yield
+    except SourceError:
+        raise
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SourceError(f"{path}: cannot read {what}, the file is damaged ({reason})") from err

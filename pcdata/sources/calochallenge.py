@@ -24,7 +24,7 @@ import numpy as np
 
 from .._io import atomic_path
 from ..clouds import Clouds
-from ._hdf5 import open_hdf5
+from ._hdf5 import damaged_hdf5, open_hdf5
 from ._inputs import check_distinct
 from ..errors import ClusterError, SourceError
 from ..geometry.calo import GEOMETRY_NAMES, CaloGeometry, get_geometry
@@ -80,7 +80,7 @@ def inspect_calochallenge_file(path: str | os.PathLike, geometry: CaloGeometry |
     """
     path = str(path)
     geo = get_geometry(geometry)
-    with open_hdf5(path) as f:
+    with open_hdf5(path) as f, damaged_hdf5(path, "the layout"):
         for key in _KEYS:
             if key not in f:
                 raise SourceError(f"{path}: missing dataset {key!r} (found: {', '.join(sorted(f.keys())) or 'none'})")
@@ -138,6 +138,11 @@ def read_calochallenge_block(
     except Exception as err:  # h5py raises OSError/KeyError/ValueError for damaged files
         raise SourceError(f"{path}: cannot read showers {start}:{stop} ({type(err).__name__}: {err})") from err
 
+    if showers.dtype != np.float32:
+        # Stores hold float32 energies: check the values stored, so a float64 energy too small for
+        # float32 does not become a hit of energy 0, nor a huge one an inf (no numpy warning).
+        with np.errstate(over="ignore", invalid="ignore"):
+            showers = showers.astype(np.float32)
     inc = inc.reshape(len(inc))
     bad = ~np.isfinite(inc) | (inc <= 0)
     if bad.any():
@@ -281,6 +286,9 @@ class CaloChallengeShowersGPU(CaloChallengeShowers):
         parts = []
         for lo, hi in self._blocks(start, stop):
             inc, showers = _read_rows(f, lo, hi)
+            if showers.dtype != np.float32:  # as the CPU path: check and convert the float32 values stored
+                with np.errstate(over="ignore", invalid="ignore"):
+                    showers = showers.astype(np.float32)
             inc = inc.reshape(len(inc))
             bad = _first(~np.isfinite(inc) | (inc <= 0))
             if bad is not None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from .._io import atomic_path
 from ..clouds import Clouds
-from ._hdf5 import open_hdf5
+from ._hdf5 import damaged_hdf5, open_hdf5
 from ._inputs import check_distinct
 from ..errors import SourceError
 
@@ -85,7 +85,7 @@ def inspect_jetnet_file(path: str | os.PathLike, label: int | None = None) -> Je
         SourceError: missing file or key, not HDF5, wrong shape, no class.
     """
     path = str(path)
-    with open_hdf5(path) as f:
+    with open_hdf5(path) as f, damaged_hdf5(path, "the layout"):
         for key in ("particle_features", "jet_features"):
             if key not in f:
                 raise SourceError(f"{path}: missing dataset {key!r} (found: {', '.join(sorted(f.keys())) or 'none'})")
@@ -124,7 +124,7 @@ _SCAN_ERRORS = {
     3: "mask values must be 0 or 1 (first violation at jet {jet})",
     4: "real particles must come before the padding (mask not a prefix at jet {jet})",
     5: "padding (mask 0) is not zero (first at jet {jet})",
-    6: "num_particles must be a non-negative integer (first violation at jet {jet})",
+    6: "num_particles must be an integer from 0 to 2^24 (first violation at jet {jet})",
     7: "mask disagrees with num_particles at jet {jet} ({real} real particles, num_particles {num:.0f}, P {P})",
     8: "a real particle has negative ptrel (first at jet {jet})",
     9: "particles are not sorted by descending ptrel (first at jet {jet}); stores keep JetNet's order, sort the file first",
@@ -173,7 +173,7 @@ def _scan_kernel():
                         return 3, i, n_real
                 n_real[i] = k
                 num = jf[i, 3]
-                if num != np.round(num) or num < 0:
+                if num != np.round(num) or num < 0 or num > 16777216.0:  # stored as int32, exact in float32
                     return 6, i, n_real
                 if k != min(num, num_particles):
                     return 7, i, n_real
@@ -215,8 +215,12 @@ def read_jetnet_block(file: JetNetFile, start: int, stop: int) -> Clouds:
     path = file.path
     try:
         with open_hdf5(path) as f:
-            pf = np.asarray(f["particle_features"][start:stop], dtype=np.float32)
-            jf = np.asarray(f["jet_features"][start:stop], dtype=np.float32)
+            raw_jf = f["jet_features"][start:stop]
+            # Values beyond float32 become inf here (no numpy warning on stderr) and are then
+            # refused as non-finite by the scan.
+            with np.errstate(over="ignore", invalid="ignore"):
+                pf = np.asarray(f["particle_features"][start:stop], dtype=np.float32)
+                jf = np.asarray(raw_jf, dtype=np.float32)
     except SourceError:
         raise
     except Exception as err:  # h5py raises OSError/KeyError/ValueError for damaged files
@@ -227,6 +231,10 @@ def read_jetnet_block(file: JetNetFile, start: int, stop: int) -> Clouds:
         raise SourceError(f"{path}: " + _SCAN_ERRORS[code].format(jet=start + row, P=file.num_particles,
                                                                   real=n_real[row] if row < len(n_real) else 0,
                                                                   num=jf[row, 3] if row < len(jf) else 0))
+    if raw_jf.dtype != np.float32:
+        changed = np.flatnonzero(jf[:, 3] != raw_jf[:, 3])  # an integer float32 cannot hold
+        if len(changed):
+            raise SourceError(f"{path}: " + _SCAN_ERRORS[6].format(jet=start + int(changed[0])))
     offsets = np.zeros(len(pf) + 1, dtype=np.int64)
     np.cumsum(n_real, out=offsets[1:])
     num = jf[:, 3]

@@ -59,6 +59,18 @@ def _require(d: Mapping[str, Any], key: str, types: type | tuple[type, ...], whe
     return value
 
 
+def _optional(d: Mapping[str, Any], key: str, types: type | tuple[type, ...], default: Any, where: str) -> Any:
+    """An optional field: ``default`` when absent (or null), else of ``types`` (never a boolean)."""
+    return default if d.get(key) is None else _require(d, key, types, where)
+
+
+def _count(d: Mapping[str, Any], key: str, where: str) -> int:
+    value = _require(d, key, int, where)
+    if value < 0:
+        raise StoreFormatError(f"{where}: field {key!r} must be >= 0, found {value}")
+    return value
+
+
 def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
     return types if isinstance(types, tuple) else (types,)
 
@@ -82,9 +94,18 @@ class Feature:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "feature") -> "Feature":
+        import numpy as np
+
         name = _require(d, "name", str, where)
-        return cls(name=name, unit=str(d.get("unit", "")), dtype=str(d.get("dtype", "float32")),
-                   description=str(d.get("description", "")))
+        dtype = _optional(d, "dtype", str, "float32", where)
+        try:
+            ok = np.dtype(dtype).kind in "biuf"
+        except (TypeError, ValueError, SyntaxError):  # numpy parses dtype strings, SyntaxError included
+            ok = False
+        if not ok:
+            raise StoreFormatError(f"{where}: feature {name!r} has dtype {dtype!r}, expected a numeric dtype such as float32")
+        return cls(name=name, unit=_optional(d, "unit", str, "", where), dtype=dtype,
+                   description=_optional(d, "description", str, "", where))
 
 
 @dataclass(frozen=True)
@@ -133,7 +154,7 @@ class Moments:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "moments") -> "Moments":
-        count = _require(d, "count", int, where)
+        count = _count(d, "count", where)
         if count == 0:
             return cls()
         return cls(count, float(_require(d, "mean", (int, float), where)), float(_require(d, "m2", (int, float), where)),
@@ -155,8 +176,8 @@ class FeatureStats:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "stats") -> "FeatureStats":
-        count = _require(d, "count", int, where)
-        get = lambda k: None if d.get(k) is None else float(d[k])  # noqa: E731
+        count = _count(d, "count", where)
+        get = lambda k: None if d.get(k) is None else float(_require(d, k, (int, float), where))  # noqa: E731
         return cls(count, get("mean"), get("std"), get("min"), get("max"))
 
 
@@ -173,7 +194,7 @@ class SourceFile:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "source") -> "SourceFile":
-        return cls(_require(d, "path", str, where), _require(d, "size", int, where), d.get("sha256"))
+        return cls(_require(d, "path", str, where), _count(d, "size", where), _optional(d, "sha256", str, None, where))
 
 
 @dataclass(frozen=True)
@@ -238,6 +259,10 @@ class SplitSpec:
         method = _require(d, "method", str, where)
         if method not in _SPLIT_METHODS:
             raise StoreFormatError(f"{where}: unknown split method {method!r}")
+        for k in fractions:
+            value = _require(fractions, k, (int, float), f"{where}.fractions")
+            if not math.isfinite(value):
+                raise StoreFormatError(f"{where}.fractions: {k!r} must be a finite number, found {value}")
         return cls(tuple((str(k), float(v)) for k, v in fractions.items()), _require(d, "seed", int, where), method)
 
 
@@ -278,12 +303,12 @@ class FragmentInfo:
     def from_dict(cls, d: Mapping[str, Any], where: str = "fragment") -> "FragmentInfo":
         return cls(
             id=_require(d, "id", str, where),
-            num_clouds=_require(d, "num_clouds", int, where),
-            num_points=_require(d, "num_points", int, where),
+            num_clouds=_count(d, "num_clouds", where),
+            num_points=_count(d, "num_points", where),
             checksum=_require(d, "checksum", str, where),
-            source=dict(d.get("source", {})),
-            moments={k: Moments.from_dict(v, f"{where}.moments.{k}") for k, v in dict(d.get("moments", {})).items()},
-            max_points=int(d.get("max_points", -1)),
+            source=dict(_optional(d, "source", dict, {}, where)),
+            moments={k: Moments.from_dict(v, f"{where}.moments.{k}") for k, v in _optional(d, "moments", dict, {}, where).items()},
+            max_points=_optional(d, "max_points", int, -1, where),
         )
 
 
@@ -325,7 +350,7 @@ class ChunkSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "layout") -> "ChunkSpec":
-        if int(d.get("fanout", FANOUT)) != FANOUT:
+        if _optional(d, "fanout", int, FANOUT, where) != FANOUT:
             raise StoreFormatError(f"{where}: fan-out {d.get('fanout')} is not supported (this pcdata writes {FANOUT})")
         try:
             return cls(_require(d, "points_rows", int, where), _require(d, "clouds", int, where),
@@ -350,8 +375,8 @@ class ManifestPart:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "manifest") -> "ManifestPart":
-        return cls(_require(d, "path", str, where), _require(d, "fragments", int, where),
-                   _require(d, "clouds", int, where), _require(d, "points", int, where))
+        return cls(_require(d, "path", str, where), _count(d, "fragments", where),
+                   _count(d, "clouds", where), _count(d, "points", where))
 
 
 @dataclass(frozen=True)
@@ -369,7 +394,7 @@ class Manifests:
         if "index" in d:
             parts = _require(d, "index", list, where)
             return cls(0, tuple(ManifestPart.from_dict(p, f"{where}.index[{i}]") for i, p in enumerate(parts)))
-        return cls(_require(d, "log", int, where))
+        return cls(_count(d, "log", where))
 
 
 @dataclass(frozen=True)
@@ -464,12 +489,12 @@ def parse_root(d: Mapping[str, Any], where: str = "store") -> tuple[StoreMeta, t
             status=_require(d, "status", str, where),
             point_features=tuple(Feature.from_dict(f, f"{where}.point_features") for f in _require(d, "point_features", list, where)),
             cloud_features=tuple(Feature.from_dict(f, f"{where}.cloud_features") for f in _require(d, "cloud_features", list, where)),
-            expected_fragments=int(d.get("expected_fragments", 0)),
-            stats={k: FeatureStats.from_dict(v, f"{where}.stats.{k}") for k, v in dict(d.get("stats", {})).items()},
+            expected_fragments=_optional(d, "expected_fragments", int, 0, where),
+            stats={k: FeatureStats.from_dict(v, f"{where}.stats.{k}") for k, v in _optional(d, "stats", dict, {}, where).items()},
             splits=SplitSpec.from_dict(_require(d, "splits", dict, where), f"{where}.splits"),
             provenance=Provenance.from_dict(_require(d, "provenance", dict, where), f"{where}.provenance"),
-            fingerprint=str(d.get("fingerprint", "")),
-            attrs=dict(d.get("attrs", {})),
+            fingerprint=_optional(d, "fingerprint", str, "", where),
+            attrs=dict(_optional(d, "attrs", dict, {}, where)),
             format=fmt,
             version=version,
         )
@@ -481,9 +506,9 @@ def parse_root(d: Mapping[str, Any], where: str = "store") -> tuple[StoreMeta, t
             **common,
             generation=_require(d, "generation", str, where),
             layout=ChunkSpec.from_dict(_require(d, "layout", dict, where), f"{where}.layout"),
-            num_fragments=_require(d, "num_fragments", int, where),
-            num_clouds=_require(d, "num_clouds", int, where),
-            num_points=_require(d, "num_points", int, where),
+            num_fragments=_count(d, "num_fragments", where),
+            num_clouds=_count(d, "num_clouds", where),
+            num_points=_count(d, "num_points", where),
             manifests=Manifests.from_dict(_require(d, "manifests", dict, where), f"{where}.manifests"),
         ), None
     except StoreFormatError as err:

@@ -49,7 +49,7 @@ def read_root(path: str | os.PathLike) -> Root | None:
         doc = json.loads(root.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: brackets nested too deep
         raise StoreFormatError(f"{path}: unreadable zarr.json ({err})") from err
     attrs = doc.get("attributes") if isinstance(doc, dict) else None
     if not isinstance(attrs, dict) or ROOT_KEY not in attrs:
@@ -105,7 +105,7 @@ def _load(path: Path, where: str) -> dict:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise StoreFormatError(f"{where}: missing manifest {path}") from None
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         raise StoreFormatError(f"{where}: unreadable manifest {path} ({err})") from None
     if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT or doc.get("version") != 1:
         raise StoreFormatError(f"{where}: {path} is not a pcdata manifest of version 1")
@@ -155,9 +155,13 @@ def read_index_part(store: str | os.PathLike, generation: str, part: ManifestPar
         longest = doc.get("max_points", [-1] * len(ids))  # not in manifests written before it was recorded
         infos = [FragmentInfo(str(a), int(b), int(c), str(d), dict(e), max_points=int(f))
                  for a, b, c, d, e, f in zip(ids, clouds, points, sums, sources, longest, strict=True)]
-    except (KeyError, TypeError, ValueError) as err:
+        for info in infos:
+            fragment_index(info.id)  # a StoreFormatError, caught below to name the manifest
+            if info.num_clouds < 0 or info.num_points < 0:
+                raise ValueError(f"fragment {info.id} has negative counts")
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
         raise StoreFormatError(f"{where}: damaged manifest {path} ({err})") from None
-    if (doc.get("generation") != generation or len(infos) != part.fragments or sum(clouds) != part.clouds
-            or sum(points) != part.points):
+    if (doc.get("generation") != generation or len(infos) != part.fragments
+            or sum(i.num_clouds for i in infos) != part.clouds or sum(i.num_points for i in infos) != part.points):
         raise StoreFormatError(f"{where}: manifest {path} does not match the root metadata")
     return infos

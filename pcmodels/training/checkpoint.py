@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +96,11 @@ def latest_checkpoint(run: Path) -> Path | None:
         return None
     try:
         name = json.loads(pointer.read_text())["path"]
-    except (ValueError, KeyError) as err:
+    except (ValueError, KeyError, TypeError, RecursionError) as err:
         raise RunError(f"{pointer}: unreadable checkpoint pointer ({err})") from err
+    # Only a checkpoint of this run: a name like step-0000200, never a path leading elsewhere.
+    if not isinstance(name, str) or not re.fullmatch(r"step-\d{7,}", name):
+        raise RunError(f"{pointer}: unreadable checkpoint pointer (path {name!r} is not a step-NNNNNNN name)")
     path = pointer.parent / name
     if not (path / "tensors.safetensors").exists():
         raise RunError(f"{pointer}: points at {name}, which is missing")
@@ -116,7 +120,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise RunError(f"{tensors_path}: damaged checkpoint ({str(err).splitlines()[0]})") from err
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         raise RunError(f"{meta_path}: damaged checkpoint ({str(err).splitlines()[0]})") from err
     if not isinstance(meta, dict) or not isinstance(meta.get("step"), int) or meta["step"] < 0:
         raise RunError(f"{meta_path}: damaged checkpoint (no step count)")

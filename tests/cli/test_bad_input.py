@@ -500,7 +500,34 @@ CASES: list[Case] = [
     Case("evaluate-num-3", _evaluate(lambda e: str(e.store), lambda e: str(_copy(e.store, e.d / "g.zarr")), "--num", "3"), r"--num"),
     Case("evaluate-negative-seed", _evaluate(lambda e: str(e.store), lambda e: str(_copy(e.store, e.d / "g.zarr")), "--seed", "-1"), r"--seed"),
     Case("pcmodels-unknown-option", _cmd("pcmodels", "train", "--stor", "x"), r"No such option: --stor"),
+    # -- found by the fuzz targets (tests/fuzz) ------------------------------------------------------
+    Case("jetnet-num-particles-beyond-int32", _ingest_jetnet(lambda e: _jetnet(e.d, edit=_truncated_num(2.0**31))),
+         r"t\.hdf5: num_particles must be an integer from 0 to 2\^24"),
+    Case("jetnet-damaged-group-table", _ingest_jetnet(lambda e: _damage_snod(_jetnet(e.d))),
+         r"t\.hdf5: cannot read the layout, the file is damaged"),
+    Case("calo-damaged-group-table", _ingest_calo(lambda e: _damage_snod(_calo(e.d))),
+         r"ds1\.hdf5: cannot read the layout, the file is damaged"),
+    Case("inspect-root-metadata-nested-too-deep", _cmd("pcdata", "inspect", lambda e: str(_deep_root(e))), r"zarr\.json"),
+    Case("resume-last-json-leads-outside", _resume(lambda r: _write(r / "checkpoints" / "last.json", json.dumps({"step": 2, "path": "../../x"}))),
+         r"last\.json: unreadable checkpoint pointer \(path '\.\./\.\./x'"),
 ]
+
+
+def _truncated_num(value: float):
+    def edit(pf, jf):
+        jf[np.flatnonzero(pf[:, :, 3].sum(1) == P), 3] = value  # jets with P real particles: any num >= P passes the mask
+    return edit
+
+
+def _damage_snod(path: Path) -> Path:
+    path.write_bytes(path.read_bytes().replace(b"SNOD", b"SNOX", 1))  # h5py raised RuntimeError
+    return path
+
+
+def _deep_root(e: Env) -> Path:
+    store = _copy(e.store, e.d / "deep.zarr")
+    _write(store / "zarr.json", "[" * 100_000)
+    return store
 
 
 def _drop_tensor(path: Path) -> None:

@@ -134,3 +134,13 @@ def test_the_damage_is_quoted_in_the_message(tmp_path):
     (path / "tensors.safetensors").write_bytes(b"\x08\0\0\0\0\0\0\0{}")
     with pytest.raises(RunError, match=r"tensors\.safetensors: damaged checkpoint \(.+\)"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("name", ["../../elsewhere", "/tmp", 7, None, ["step-0000002"]])
+def test_the_checkpoint_pointer_names_only_a_checkpoint_of_this_run(tmp_path, name):
+    """Found by the fuzz target: a pointer of another type raised TypeError, one with a path led
+    out of the run folder."""
+    save_checkpoint(tmp_path, 2, {"w": torch.ones(2)}, {"step": 2})
+    (tmp_path / "checkpoints" / "last.json").write_text(json.dumps({"step": 2, "path": name}))
+    with pytest.raises(RunError, match=r"last\.json: unreadable checkpoint pointer \(path .* is not a step-NNNNNNN name\)"):
+        latest_checkpoint(tmp_path)

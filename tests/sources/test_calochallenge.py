@@ -189,3 +189,24 @@ def test_writer_is_atomic(tmp_path):
 def test_block_size_hint():
     assert default_block_rows(40500) == 414 and default_block_rows(6480) == 2589
     assert default_block_rows(10**9) == 1
+
+
+def test_float64_energies_are_checked_as_the_float32_the_store_keeps(tmp_path):
+    """Found by the fuzz target: an energy below float32's range became a hit of energy 0, one
+    above it an inf with a numpy warning."""
+    import h5py
+
+    from pcdata.errors import SourceError
+    from pcdata.sources.calochallenge import inspect_calochallenge_file, read_calochallenge_block
+
+    showers = np.zeros((2, 368))
+    showers[0, 3], showers[1, 5] = 5e-324, 2.0
+    with h5py.File(tmp_path / "ds1.hdf5", "w") as f:
+        f["incident_energies"], f["showers"] = np.full((2, 1), 1e4), showers
+    clouds = read_calochallenge_block(inspect_calochallenge_file(tmp_path / "ds1.hdf5", "ds1-photons"), 0, 2)
+    assert clouds.counts.tolist() == [0, 1] and clouds.points[:, 3].tolist() == [2.0]
+    showers[1, 5] = 1e300
+    with h5py.File(tmp_path / "ds1.hdf5", "w") as f:
+        f["incident_energies"], f["showers"] = np.full((2, 1), 1e4), showers
+    with pytest.raises(SourceError, match=r"ds1\.hdf5: showers have non-finite energies \(first at row 1\)"):
+        read_calochallenge_block(inspect_calochallenge_file(tmp_path / "ds1.hdf5", "ds1-photons"), 0, 2)

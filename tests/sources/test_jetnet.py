@@ -142,3 +142,35 @@ def test_truncated_file_is_reported(tmp_path):
     with pytest.raises(SourceError, match="t.hdf5: (not a readable HDF5 file|cannot read jets)"):
         f = inspect_jetnet_file(path)
         read_jetnet_block(f, 0, 3000)
+
+
+# -- found by the fuzz target (tests/fuzz/sources/test_jetnet.py) ----------------------------------
+@pytest.mark.parametrize("num", [2.0**24 + 1, 2.0**31, 1e30])
+def test_num_particles_an_int32_store_field_cannot_hold_exactly_is_refused(tmp_path, num):
+    import h5py
+
+    from pcdata.errors import SourceError
+    from pcdata.sources.jetnet import inspect_jetnet_file, read_jetnet_block
+    from tests.helpers import synthetic_jetnet_arrays
+
+    pf, jf = synthetic_jetnet_arrays(6, 5, seed=1)
+    jf = jf.astype(np.float64)
+    full = int(np.flatnonzero(pf[..., 3].sum(1) == 5)[0])
+    jf[full, 3] = num  # a truncated jet: any num >= P passes the mask check
+    with h5py.File(tmp_path / "t.hdf5", "w") as f:
+        f["particle_features"], f["jet_features"] = pf, jf
+    info = inspect_jetnet_file(tmp_path / "t.hdf5", label=2)
+    with pytest.raises(SourceError, match=rf"t\.hdf5: num_particles must be an integer from 0 to 2\^24 \(first violation at jet {full}\)"):
+        read_jetnet_block(info, 0, 6)
+
+
+def test_a_damaged_group_table_is_a_source_error(tmp_path):
+    from pcdata.errors import SourceError
+    from pcdata.sources.jetnet import inspect_jetnet_file
+    from tests.helpers import make_jetnet_file
+
+    path = make_jetnet_file(tmp_path / "t.hdf5", 10, 5)
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"SNOD", b"SNOX", 1))  # h5py raised RuntimeError on `key in file`
+    with pytest.raises(SourceError, match=r"t\.hdf5: cannot read the layout, the file is damaged \(.*symbol table"):
+        inspect_jetnet_file(path, label=2)

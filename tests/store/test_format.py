@@ -45,6 +45,16 @@ def test_fragment_info_round_trips_and_names_its_partition():
         ({"format": "other"}, "unknown store format 'other'"),
         ({"kind": "muons"}, "kind must be one of"),
         ({"splits": {"fractions": {"train": 0.5}, "seed": 1, "method": "splitmix64-rank-v1"}}, "sum to 1"),
+        # found by the fuzz target (tests/fuzz/store): TypeError/ValueError before, or accepted
+        ({"stats": {"pt": {"count": 3, "mean": "x"}}}, r"S.stats.pt: field 'mean' must be int/float, found str"),
+        ({"stats": []}, r"S: field 'stats' must be dict, found list"),
+        ({"attrs": 7}, r"S: field 'attrs' must be dict, found int"),
+        ({"expected_fragments": "3"}, r"S: field 'expected_fragments' must be int, found str"),
+        ({"num_clouds": -1}, r"S: field 'num_clouds' must be >= 0, found -1"),
+        ({"splits": {"fractions": {"train": float("nan"), "test": 1.0}, "seed": 1, "method": "splitmix64-rank-v1"}},
+         r"S.splits.fractions: 'train' must be a finite number"),
+        ({"point_features": [{"name": "a", "dtype": "{'x': None}"}]}, r"S.point_features: feature 'a' has dtype"),
+        ({"cloud_features": [{"name": "pt", "dtype": None, "unit": ["GeV"]}]}, r"S.cloud_features: field 'unit' must be str"),
     ],
 )
 def test_invalid_metadata_names_the_problem(change, message):
@@ -332,3 +342,24 @@ def test_each_part_names_itself_by_default(parse, where):
         parse({})
     with pytest.raises(StoreFormatError, match=r"^S.manifests: field 'index' must be list, found str$"):
         parse_root(_full_meta().to_dict() | {"manifests": {"index": "x"}}, where="S")
+
+
+def test_roots_and_manifests_nested_too_deep_are_format_errors(tmp_path):
+    """Found by the fuzz target: json raised RecursionError."""
+    from pcdata.store.metadata import read_root
+
+    (tmp_path / "zarr.json").write_text("[" * 100_000)
+    with pytest.raises(StoreFormatError, match="unreadable zarr.json"):
+        read_root(tmp_path)
+
+
+def test_a_manifest_id_that_is_not_a_fragment_name_names_the_manifest(store_path):
+    """Found by the fuzz target: the error named neither the store nor the manifest."""
+    from pcdata.store import open_store
+
+    manifest = sorted(store_path.glob("manifests/*/index-*.json"))[0]
+    doc = json.loads(manifest.read_text())
+    doc["ids"][0] = None
+    manifest.write_text(json.dumps(doc))
+    with pytest.raises(StoreFormatError, match=rf"{store_path}: damaged manifest .*index-00000000\.json \(invalid fragment id 'None'\)"):
+        open_store(store_path).read()
