@@ -65,7 +65,9 @@ def _option_flags(func: Callable) -> dict[str, str]:
         decls = getattr(param.default, "param_decls", None) or ()
         long = [d for d in decls if d.startswith("--")]
         if long and isinstance(param.default, typer.models.OptionInfo):
-            flags[name] = long[0].split("/")[0]
+            flag = long[0].split("/")[0]
+            flags[name] = flag
+            flags.setdefault(flag[2:].replace("-", "_"), flag)  # the library's name when the CLI's differs (fmt: --format)
     return flags
 
 

@@ -284,19 +284,19 @@ def apply_overrides(d: dict[str, Any], overrides: list[str] | tuple[str, ...]) -
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. optim.generator.lr=2e-4")
+            raise ConfigError(f"overrides: {item!r}: expected key=value, e.g. optim.generator.lr=2e-4")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as err:
-            raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML") from err
+            raise ConfigError(f"overrides: {key}: value {raw!r} is not valid YAML") from err
         parts = key.split(".")
         if parts[0] not in ("model", *SECTIONS):
-            raise ConfigError(f"--set {key}: unknown section {parts[0]!r} (sections: {', '.join(SECTIONS)})")
+            raise ConfigError(f"overrides: {key}: unknown section {parts[0]!r} (sections: {', '.join(SECTIONS)})")
         node = d
         for p in parts[:-1]:
             nxt = node.setdefault(p, {})
             if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {key}: {p} is not a section")
+                raise ConfigError(f"overrides: {key}: {p} is not a section")
             node = nxt
         node[parts[-1]] = value
     return d
@@ -317,7 +317,7 @@ def load_config(path: str | os.PathLike | None = None, *, model: str | None = No
     if path is None and model is not None:
         from .registry import get_model
 
-        spec = get_model(model, where="--model")
+        spec = get_model(model, where="model")
         path = spec.config_path("default") if "default" in spec.configs else None
     where = str(path) if path is not None else "config"
     d: dict[str, Any] = {}
@@ -325,7 +325,7 @@ def load_config(path: str | os.PathLike | None = None, *, model: str | None = No
         d = dict(read_yaml_mapping(path, what="config file", error=ConfigError, allow_empty=True))
     if model is not None:
         if d.get("model") not in (None, model):
-            raise ConfigError(f"--model {model}: the config file {path} is for {d['model']!r}")
+            raise ConfigError(f"model: {model}: the config file {path} is for {d['model']!r}")
         d["model"] = model
     d = apply_overrides(d, overrides)
     train = dict(d.get("train") or {})

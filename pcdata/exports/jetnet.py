@@ -46,7 +46,7 @@ def export_jetnet(
     if num_particles is None:
         num_particles = int(store.meta.attrs.get("num_particles") or (store.counts.max() if store.num_clouds else 1))
     if num_particles < 1:
-        raise ExportError(f"--num-particles must be >= 1, got {num_particles}")
+        raise ExportError(f"num_particles: must be >= 1, got {num_particles}")
     indices = store.indices(split)
     block = 50_000
     with JetNetWriter(out, n_jets=len(indices), num_particles=num_particles, compression=compression) as writer:

@@ -416,7 +416,7 @@ class RootCollectionSource:
     @classmethod
     def open(cls, paths: Sequence[str | os.PathLike], *, tree: str, spec: CollectionSpec) -> "RootCollectionSource":
         if not spec.features:
-            raise SourceError("--features: give at least one feature of the collection, e.g. pt,eta,phi")
+            raise SourceError("features: give at least one feature of the collection, e.g. pt,eta,phi")
         files = _inspect_files(paths, tree, [spec.branch(x) for x in spec.features], list(spec.event_fields))
         f, t = _open_tree(files[0].path, tree)
         try:

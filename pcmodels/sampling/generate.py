@@ -44,9 +44,9 @@ def generate_clouds(run: str | Path | Run, num: int, *, sampler: str | None = No
         The clouds and timing information (seconds, ms per cloud, network evaluations).
     """
     if num < 1:
-        raise ConfigError(f"--num must be >= 1, got {num}")
+        raise ConfigError(f"num: must be >= 1, got {num}")
     if batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size: must be >= 1, got {batch_size}")
     run = run if isinstance(run, Run) else Run.open(run)
     config = run.config
     method, step = run.load_method(device)
@@ -56,13 +56,13 @@ def generate_clouds(run: str | Path | Run, num: int, *, sampler: str | None = No
     try:
         settings = method.sampler_settings(sampler, steps)
     except ValueError as err:
-        raise ConfigError(f"--sampler: {err} for {config.model}") from None
+        raise ConfigError(f"sampler: {err} for {config.model}") from None
     g = torch.Generator().manual_seed(seed)
     if incident == "model":
         counts, fields = fieldmodel.sample(num, g)
     else:
         if run.info["store"]["kind"] != "showers":
-            raise ConfigError(f"--incident: {run.path} is a run of {run.info['store']['kind']}; incident energies "
+            raise ConfigError(f"incident: {run.path} is a run of {run.info['store']['kind']}; incident energies "
                               "are for showers")
         from .showers import incident_energies
 
@@ -159,7 +159,7 @@ def sample(run, num: int, out: str | Path, *, fmt: Literal["store", "jetnet-hdf5
     kind = run.info["store"]["kind"]
     wanted = {"jetnet-hdf5": "jets", "calochallenge-hdf5": "showers"}.get(fmt)
     if wanted is not None and wanted != kind:
-        raise ConfigError(f"--format {fmt}: {run.path} is a run of {kind}; {fmt} holds {wanted}")
+        raise ConfigError(f"format: {fmt}: {run.path} is a run of {kind}; {fmt} holds {wanted}")
     clouds, timing = generate_clouds(run, num, sampler=sampler, steps=steps, batch_size=batch_size, seed=seed,
                                      device=device, incident=incident, incident_split=incident_split, progress=progress)
     info = run.info["store"]

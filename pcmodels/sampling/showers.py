@@ -170,11 +170,11 @@ def incident_energies(source: str, num: int, *, generator: torch.Generator, spli
             with open_hdf5(source) as f:
                 e = np.asarray(f["incident_energies"][:num], dtype=np.float64).reshape(-1)
         except KeyError:
-            raise ConfigError(f"--incident {source}: no incident_energies dataset (not a CaloChallenge file)") from None
+            raise ConfigError(f"incident: {source}: no incident_energies dataset (not a CaloChallenge file)") from None
         except SourceError as err:
-            raise ConfigError(f"--incident {err}") from None
+            raise ConfigError(f"incident: {err}") from None
         except (OSError, ValueError) as err:
-            raise ConfigError(f"--incident {source}: {err}") from None
+            raise ConfigError(f"incident: {source}: {err}") from None
         what = "the file"
     else:
         from pcdata import open_store
@@ -185,10 +185,10 @@ def incident_energies(source: str, num: int, *, generator: torch.Generator, spli
             rows = store.indices(split)
             e = np.asarray(store.field("incident_energy")[rows[:num]], dtype=np.float64)
         except (PcdataError, KeyError, ValueError, OSError) as err:
-            raise ConfigError(f"--incident {source}: {str(err.args[0]) if err.args else err}") from None
+            raise ConfigError(f"incident: {source}: {str(err.args[0]) if err.args else err}") from None
         what = f"its {split} split" if split else "the store"
     if len(e) < num:
-        raise ConfigError(f"--incident {source}: {what} holds {len(e)} showers, fewer than --num {num}")
+        raise ConfigError(f"incident: {source}: {what} holds {len(e)} showers, fewer than num={num}")
     if not np.all(np.isfinite(e) & (e > 0)):
-        raise ConfigError(f"--incident {source}: incident energies must be finite and positive")
+        raise ConfigError(f"incident: {source}: incident energies must be finite and positive")
     return e

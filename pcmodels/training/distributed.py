@@ -36,7 +36,7 @@ class Distributed:
         dev = torch.device(device)
         if dev.type == "cuda":
             if not torch.cuda.is_available():
-                raise ConfigError("--device cuda: no CUDA GPU is available on this machine")
+                raise ConfigError("device: cuda asked for, but no CUDA GPU is available on this machine")
             if world > 1:
                 dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(dev)

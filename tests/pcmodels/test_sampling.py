@@ -49,7 +49,7 @@ def test_sample_cli_jetnet_layout_and_errors(tmp_path, run):
             "--steps", "2", check=True)
     with h5py.File(out) as f:
         assert f["particle_features"].shape == (20, 30, 4) and f["jet_features"].shape == (20, 4)
-    for args, message in [(["--num", "0"], "error: --num must be >= 1, got 0"),
+    for args, message in [(["--num", "0"], "error: --num: must be >= 1, got 0"),
                           (["--num", "5", "--sampler", "direct"], "error: --sampler: sampler 'direct' is not one of "
                                                                   "ddpm, ddim, euler, midpoint, rk4 for epic-jedi"),
                           (["--num", "5", "--steps", "0"], "error: --steps must be >= 1, got 0")]:

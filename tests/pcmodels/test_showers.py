@@ -242,7 +242,7 @@ def test_shower_bad_input_is_one_line_and_leaves_nothing(runs, tmp_path, ds2_sto
     assert r.returncode == 2 and "--incident" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("pcmodels", "sample", "--run", str(runs["mdma"]), "--num", "5000", "--out", str(tmp_path / "z.h5"),
                 "--format", "calochallenge-hdf5", "--incident", str(ds2_store))
-    assert r.returncode == 2 and "fewer than --num 5000" in r.stderr
+    assert r.returncode == 2 and "fewer than num=5000" in r.stderr
     assert not any(tmp_path.iterdir())
     cfg = get_model("calopointflow").config_path("tiny")
     r = run_cli("pcmodels", "train", "--store", str(ds2_store), "--out", str(tmp_path / "run"), "--config", str(cfg),

@@ -75,9 +75,9 @@ def test_yaml_numbers_and_overrides_are_typed(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--set", "optim.net.lr=-1"], "optim.net.lr: must be > 0, got -1.0"),
-    (["--set", "nonsense"], "--set 'nonsense': expected key=value"),
+    (["--set", "nonsense"], "--set: 'nonsense': expected key=value"),
     (["--set", "train.steps=two"], "train.steps: expected an integer, got 'two'"),
-    (["--model", "mdma"], "--model mdma: the config file"),
+    (["--model", "mdma"], "--model: mdma: the config file"),
 ])
 def test_cli_bad_config_is_one_line_exit_2_and_no_run_folder(tmp_path, store, args, message):
     out = tmp_path / "run"
