@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/services.sh
 if [ $# -gt 0 ]; then
     exec .venv/bin/python -m pytest "$@"
 fi
