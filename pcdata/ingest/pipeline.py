@@ -28,7 +28,7 @@ from .._io import file_sha256
 from ..clouds import Clouds
 from ..errors import IngestError, PcdataError, SourceError
 from ..store.format import FORMAT_VERSION, ChunkSpec, FragmentInfo, Provenance, SourceFile, StoreMeta, fragment_id
-from ..store.writer import FragmentWriter, prepare_store
+from ..store.writer import FragmentWriter, completed_store, prepare_store
 from .cluster import dask_client
 
 __all__ = ["Source", "Partition", "WriteFragments", "group_partitions", "plan_partitions", "fingerprint", "run_ingest"]
@@ -197,7 +197,8 @@ def run_ingest(
 
     The cluster is started before anything is written, so a cluster failure leaves no trace.
     Bad input (:class:`SourceError` from a worker) removes what this run built; any other
-    interruption keeps the committed fragments, and re-running the same call finishes the rest.
+    interruption keeps the committed fragments, and re-running the same call finishes the rest;
+    re-running it once the store is complete does nothing and starts no cluster.
 
     Returns:
         The metadata of the finished store.
@@ -208,6 +209,11 @@ def run_ingest(
     template = replace(template, expected_fragments=len(parts), layout=chunks,
                        fingerprint=fingerprint(source, {**options, "rows_per_fragment": rows_per_fragment}))
     out = Path(out).absolute()
+    done = None if overwrite else completed_store(out, template.fingerprint)
+    if done is not None:  # the same inputs and options, finished before: nothing to do, no cluster
+        if progress:
+            print(f"{out}: already complete (same inputs and options); nothing to do", file=sys.stderr)
+        return done
     with dask_client(workers=workers, scheduler=scheduler, gpu=gpu) as client:
         from distributed import as_completed
 

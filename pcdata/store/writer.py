@@ -44,6 +44,7 @@ __all__ = [
     "content_checksum",
     "FragmentWriter",
     "StoreBuilder",
+    "completed_store",
     "prepare_store",
     "write_store",
 ]
@@ -378,6 +379,23 @@ def _create(target: Path, template: StoreMeta, command: str) -> StoreBuilder | N
         remove_tree(tmp)
         raise
     return StoreBuilder(target, meta, StoreLock(target / LOCK_NAME, lock.token), resumed=False)
+
+
+def completed_store(target: str | os.PathLike, fingerprint: str) -> StoreMeta | None:
+    """The metadata of the complete store at ``target`` if it was built from the inputs and
+    options ``fingerprint`` names (a re-run of a finished ingest has nothing to do), else None.
+    Read without the lock: a complete root is only ever replaced whole, by an atomic rename."""
+    target = Path(target)
+    if not fingerprint or not (target / "zarr.json").is_file():
+        return None
+    try:
+        root = read_root(target)
+    except StoreFormatError:
+        return None  # prepare_store reports a damaged root with its reason
+    if root is None or root.v1_fragments is not None or root.build is not None:
+        return None
+    meta = root.meta
+    return meta if meta.status == "complete" and meta.fingerprint == fingerprint else None
 
 
 def prepare_store(target: str | os.PathLike, template: StoreMeta, *, overwrite: bool = False,

@@ -430,7 +430,7 @@ CASES: list[Case] = [
     # evaluation
     Case("evaluate-missing-real", _evaluate(lambda e: str(e.d / "none.zarr"), lambda e: str(e.store)), r"none\.zarr"),
     Case("evaluate-missing-generated", _evaluate(lambda e: str(e.store), lambda e: str(e.d / "none.zarr")), r"none\.zarr"),
-    Case("evaluate-same-sample", _evaluate(lambda e: str(e.store), lambda e: str(e.store)), r"--generated .*jets\.zarr is the --real sample itself"),
+    Case("evaluate-same-sample", _evaluate(lambda e: str(e.store), lambda e: str(e.store)), r"--generated: .*jets\.zarr is the real sample itself"),
     Case("evaluate-generated-not-jets", _evaluate(lambda e: str(e.store), lambda e: str(_calo(e.d))), r"jets\.zarr|ds1\.hdf5"),
     Case("evaluate-misspelled-split", _evaluate(lambda e: str(e.store), lambda e: str(_copy(e.store, e.d / "g.zarr")), "--split", "tset"),
          r"no split 'tset'"),

@@ -135,3 +135,18 @@ def test_verify_and_migrate_commands(tmp_path):
     assert (r.returncode, r.stderr.strip()) == (2, f"error: {tmp_path / 'v2'}: a store already exists; pass --overwrite to replace it")
     r = run_cli("pcdata", "verify", str(tmp_path / "nope"))
     assert (r.returncode, r.stderr.strip()) == (2, f"error: {tmp_path / 'nope'}: no such store")
+
+
+def test_rerunning_a_finished_ingest_is_complete_exit_0_and_another_needs_overwrite(tmp_path, jetnet_files, scheduler):
+    out = tmp_path / "s"
+    argv = ["pcdata", "ingest", "jetnet", str(jetnet_files[0]), "--out", str(out), "--scheduler", scheduler,
+            "--rows-per-fragment", "1000"]
+    run_cli(*argv, "--quiet", check=True)
+    root = out / "zarr.json"
+    before = (root.read_bytes(), root.stat().st_mtime_ns, sorted(str(p) for p in out.rglob("*")))
+    r = run_cli(*argv, check=True)  # the same inputs and options: nothing to do
+    assert f"{out}: already complete (same inputs and options); nothing to do" in r.stderr
+    assert "3,000 clouds" in r.stdout and "error" not in r.stderr
+    assert (root.read_bytes(), root.stat().st_mtime_ns, sorted(str(p) for p in out.rglob("*"))) == before
+    r = run_cli(*argv[:-1], "500", "--quiet")  # other options: a different store, not silently kept
+    assert (r.returncode, r.stderr.strip()) == (2, f"error: {out}: a store already exists; pass --overwrite to replace it")
