@@ -326,10 +326,24 @@ def _drop_uncommitted(path: Path, meta: StoreMeta, committed: set[str]) -> None:
 
 
 def _drop_temporaries(path: Path) -> None:
-    """Root rewrites killed before their rename (only the lock holder writes the root)."""
-    for child in path.iterdir():
-        if child.name.startswith(".zarr.json.tmp-"):
-            remove_tree(child)
+    """Metadata rewrites killed before their rename (``.zarr.json.tmp-*``, ``.<manifest>.tmp-*``)
+    in the store's root and its group directories, and fragment directories killed before theirs
+    (``.f*.tmp-*``) in any fan-out directory. Called with the lock held: the client that wrote
+    them is gone, and only the lock holder's build writes here."""
+    levels = [path]
+    for sub in ("fragments", "manifests"):
+        top = path / sub
+        levels.append(top)
+        if top.is_dir():
+            for gen in top.iterdir():
+                if gen.is_dir() and not gen.name.startswith("."):
+                    levels.append(gen)
+                    levels.extend(fan for fan in gen.iterdir() if fan.is_dir() and not fan.name.startswith("."))
+    for level in levels:
+        if level.is_dir():
+            for child in level.iterdir():
+                if child.name.startswith(".") and ".tmp-" in child.name:
+                    remove_tree(child)
 
 
 def _init_generation(path: Path, generation: str) -> None:
