@@ -267,6 +267,22 @@ def test_cli_generates_a_file(tmp_path):
     read_jetnet_block(info, 0, 40)
 
 
+def test_a_generated_file_ingests_as_it_is_whatever_its_name(tmp_path):
+    from pcdata import open_store
+
+    out = tmp_path / "top.hdf5"  # a process name, not a JetNet file name
+    generate_jets(out, process="top", num_jets=20, seed=4, progress=False)
+    proc = subprocess.run([str(PCDATA), "ingest", "jetnet", str(out), "--out", str(tmp_path / "s"), "--workers", "1",
+                           "--quiet"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert set(open_store(tmp_path / "s").read().fields["label"].tolist()) == {2}  # t
+    proc = subprocess.run([str(PCDATA), "ingest", "jetnet", str(out), "--out", str(tmp_path / "s2"), "--workers", "1",
+                           "--label", "w", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"error: --label: 'w' disagrees with {out}, whose jet_class attribute says 't'" in proc.stderr
+    assert not (tmp_path / "s2").exists()
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
