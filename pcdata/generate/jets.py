@@ -8,8 +8,8 @@ zero-padded to 30 or 150. Relative coordinates come from :mod:`pcdata.geometry.j
 
 JetNet's classes are g, q, t, w, z: a QCD jet is tagged by the flavour of the outgoing parton
 of the hard process nearest to it (Delta R, as every jet is matched), so ``process="g"`` keeps
-gluon jets and ``process="q"`` light-quark (u, d, s) jets of the same HardQCD:all events;
-``"qcd"`` keeps both (and c, b). The file records its JetNet class in the root attribute
+gluon jets and ``process="q"`` light-quark (u, d, s) jets, each from the QCD 2 -> 2 processes
+that give such a parton; ``"qcd"`` keeps every jet of HardQCD:all (both, and c, b). The file records its JetNet class in the root attribute
 ``jet_class`` (``"t"`` for ``top``; none for the mixed ``qcd``), which the JetNet reader uses.
 
 Reproducibility: the jets are produced in fixed partitions of ``config.jets_per_partition`` jets.
@@ -53,8 +53,10 @@ _EVENTS_PER_BATCH = 16
 _PROCESS_SETTINGS: dict[str, tuple[str, ...]] = {
     "top": ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on", "24:onMode = off", "24:onIfAny = 1 2 3 4 5"),
     "qcd": ("HardQCD:all = on",),
-    "g": ("HardQCD:all = on",),
-    "q": ("HardQCD:all = on",),
+    # Only the 2 -> 2 processes with an outgoing gluon (g) or light quark (q): each jet is still
+    # tagged by its own parton, but fewer events are thrown away (HardQCD:all gave 1/3 the rate).
+    "g": ("HardQCD:gg2gg = on", "HardQCD:qg2qg = on", "HardQCD:qqbar2gg = on"),
+    "q": ("HardQCD:qg2qg = on", "HardQCD:qq2qq = on", "HardQCD:qqbar2qqbarNew = on", "HardQCD:gg2qqbar = on"),
     "w": (
         "WeakBosonAndParton:qqbar2Wg = on", "WeakBosonAndParton:qg2Wq = on",
         "24:onMode = off", "24:onIfAny = 1 2 3 4 5",
