@@ -37,7 +37,7 @@ def _cpu_seconds() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--process", default="top", choices=("top", "qcd", "w", "z"))
+    parser.add_argument("--process", default="top", choices=("top", "g", "q", "qcd", "w", "z"))
     parser.add_argument("--num-jets", type=int, default=2000)
     parser.add_argument("--num-particles", type=int, default=30, choices=(30, 150))
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")

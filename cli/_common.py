@@ -26,10 +26,13 @@ def run_app(app: typer.Typer, name: str) -> None:
     missing argument) as one ``error:`` line and exit code 2, as every other bad input."""
     try:
         from typer._click import exceptions as click  # typer >= 0.26 carries its own click
+        from typer.exceptions import Abort
     except ImportError:  # pragma: no cover - older typer runs on click itself
         from click import exceptions as click
+        from click.exceptions import Abort
 
     command = typer.main.get_command(app)
+    _plain_flags(command)
     try:
         code = command.main(prog_name=name, standalone_mode=False)
     except click.NoArgsIsHelpError as err:
@@ -43,10 +46,29 @@ def run_app(app: typer.Typer, name: str) -> None:
     except click.ClickException as err:  # e.g. a file option that cannot be opened
         typer.echo(f"error: {err.format_message()}", err=True)
         sys.exit(2)
-    except click.Abort:
+    except Abort:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _plain_flags(command) -> None:
+    """Show on/off options as plain flags in the help (``--quiet``), not ``--quiet <bool>``: typer
+    labels every option with its type, flags included, unless the option has a metavar."""
+    for param in getattr(command, "params", ()):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    made = command.get_help_option  # --help is made per context, outside ``params``
+
+    def get_help_option(ctx, _made=made):
+        option = _made(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub)
 
 
 def _os_error_line(err: OSError) -> str:

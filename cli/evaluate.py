@@ -56,11 +56,6 @@ def evaluate_cmd(
         fail(f"--num must be 0 (all) or positive, got {num}")
     if seed < 0:
         fail(f"--seed must be non-negative, got {seed}")
-    import os
-
-    if os.path.exists(real) and os.path.realpath(real) == os.path.realpath(generated):
-        fail(f"--generated {generated} is the --real sample itself: a sample compared with itself scores as "
-             "perfect; give the generated sample")
     from pcmodels.evaluation.shower_samples import is_shower_input
 
     if not (is_shower_input(real) or is_shower_input(generated)):

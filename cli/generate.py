@@ -53,7 +53,7 @@ def showers(
 def jets(
     # Plain strings/ints checked by the library, not click choices: a bad value then gives the
     # one-line "error: ..." and exit 2 of every pcdata error instead of click's usage box.
-    process: str = typer.Option(..., "--process", "-p", help="Jet class: top, qcd, w or z."),
+    process: str = typer.Option(..., "--process", "-p", help="Jet class: top, g (gluon), q (light quark), qcd (g and q, c, b), w or z; written into the file."),
     num_jets: int = typer.Option(..., "--num-jets", "-n", help="Number of jets to generate."),
     out: Path = typer.Option(..., "--out", "-o", help="The JetNet HDF5 file to write, e.g. t30.hdf5 (replaced if it exists)."),
     num_particles: int = typer.Option(30, "--num-particles", "-P", help="Constituents kept per jet: 30 or 150."),

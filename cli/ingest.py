@@ -76,7 +76,7 @@ def _report(store) -> None:
 def jetnet(
     files: List[Path] = typer.Argument(..., help="JetNet HDF5 files (particle_features, jet_features)."),
     out: Path = typer.Option(..., "--out", "-o", help="The store directory to write."),
-    label: Optional[str] = typer.Option(None, "--label", help="Jet class of all files (g, q, t, w, z) (default: from the file names)."),
+    label: Optional[str] = typer.Option(None, "--label", help="Jet class of all files: g, q, t, w, z (or gluon, quark, top). Default: each file's jet_class attribute (written by pcdata generate jets), else its name (t150.hdf5). A label that disagrees with the attribute is an error."),
     workers: Optional[int] = WORKERS,
     scheduler: Optional[str] = SCHEDULER,
     scheduler_file: Optional[Path] = SCHEDULER_FILE,

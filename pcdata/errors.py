@@ -30,6 +30,7 @@ __all__ = [
     "EntryNotFoundError",
     "EntryExistsError",
     "StoreNotAllowedError",
+    "EntryMismatchError",
     "InvalidReferenceError",
     "DownloadError",
     "ChecksumError",
@@ -117,6 +118,11 @@ class EntryExistsError(CatalogError, FileExistsError):
 
 class StoreNotAllowedError(CatalogError, PermissionError):
     """The store lies outside the allowed roots of the shared catalog's ``catalog.yaml``."""
+
+
+class EntryMismatchError(CatalogError, ValueError):
+    """The store at a catalog entry's path is not the one registered (another kind, other data,
+    a symbolic link put in its place) or is no longer there."""
 
 
 class InvalidReferenceError(CatalogError, ValueError):

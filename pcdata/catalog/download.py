@@ -9,6 +9,11 @@ How a file travels:
   (answers 200 instead of 206) gets a clean restart from byte 0.
 - A ``.part`` is removed when it can be of no use: on a size or MD5 mismatch, and when a transfer
   breaks on a server that does not advertise ``Accept-Ranges: bytes`` (it could not be resumed).
+- Where the catalog publishes no MD5 (JetNet's files), the content is checked instead before the
+  rename: a readable HDF5 file with the catalog's layout (datasets and shapes: particles per jet,
+  the geometry's voxels) and, for a one-file dataset, the catalog's row count. Its sha256 is
+  then recorded beside it in ``<name>.sha256`` (``sha256sum`` format), so a later run finds a
+  file that changed since.
 - A file already at ``<dir>/<name>`` is checked and skipped; one that fails the check is left
   alone and reported, never overwritten.
 
@@ -31,8 +36,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from .._io import file_digest
-from ..errors import ChecksumError, DownloadError
+from .._io import atomic_path, file_digest
+from ..errors import ChecksumError, DownloadError, SourceError
 from .public import PublicCatalog, PublicDataset, PublicFile, get_dataset
 
 __all__ = ["MIRROR_ENV", "download", "file_url", "resolve_base_url"]
@@ -80,6 +85,66 @@ def _mismatch(path: Path, file: PublicFile) -> str | None:
     if file.md5 is not None and (digest := file_digest(path, "md5")) != file.md5:
         return f"md5 {digest}, the catalog says {file.md5}"
     return None
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _content_problem(path: Path, file: PublicFile, dataset: PublicDataset) -> str | None:
+    """How the content of ``path`` fails the layout ``dataset`` names (for files without an MD5),
+    or None. Reads the HDF5 metadata only."""
+    from ..sources.calochallenge import inspect_calochallenge_file
+    from ..sources.jetnet import inspect_jetnet_file, label_from_filename
+
+    try:
+        if dataset.layout == "jetnet-hdf5":
+            label = label_from_filename(file.name)  # a file recording another class is not this one
+            info = inspect_jetnet_file(path, label=0 if label is None else label)
+            rows, what = info.n_jets, "jets"
+            if info.num_particles != dataset.num_particles:
+                return f"{info.num_particles} particles per jet, the catalog says {dataset.num_particles}"
+        else:
+            rows, what = inspect_calochallenge_file(path, dataset.geometry).n_showers, "showers"
+    except SourceError as err:
+        reason = str(err)
+        return reason[len(f"{path}: "):] if reason.startswith(f"{path}: ") else reason
+    if len(dataset.files) == 1 and dataset.num_clouds is not None and rows != dataset.num_clouds:
+        return f"{rows} {what}, the catalog says {dataset.num_clouds}"
+    return None
+
+
+def _record_sha256(path: Path, name: str) -> None:
+    digest = file_digest(path, "sha256")
+    with atomic_path(_sidecar(path)) as tmp:
+        tmp.write_text(f"{digest}  {name}\n", encoding="utf-8")
+
+
+def _check_existing(target: Path, file: PublicFile, dataset: PublicDataset) -> str:
+    """Check a file already in place; return how it was checked (for the message).
+
+    Raises:
+        ChecksumError: it differs from the catalog, or (no MD5 published) from the sha256 recorded
+            when it was downloaded, or its content is not the catalog's layout.
+    """
+    problem = _mismatch(target, file)
+    if problem is None and file.md5 is None:
+        sidecar = _sidecar(target)
+        if sidecar.exists():
+            recorded = sidecar.read_text(encoding="utf-8").split()[:1]
+            digest = file_digest(target, "sha256")
+            if recorded != [digest]:
+                problem = f"sha256 {digest}, but {sidecar.name} recorded {(recorded or ['nothing'])[0]} at download"
+            else:
+                return "sha256 as recorded at download"
+        else:
+            problem = _content_problem(target, file, dataset)
+            if problem is None:
+                _record_sha256(target, file.name)  # downloaded before sha256s were recorded
+                return "content checked, sha256 recorded"
+    if problem is not None:
+        raise ChecksumError(f"{target} exists but has {problem}; remove it to download it again")
+    return "md5" if file.md5 else "size"
 
 
 def _content_range(value: str | None, url: str) -> tuple[int, int | None]:
@@ -161,7 +226,8 @@ def _transfer(url: str, part: Path, file: PublicFile, bar: Progress, task, timeo
             raise _Interrupted(f"{url}: body ended after {have} of {total} bytes", resumable)
 
 
-def _fetch(file: PublicFile, url: str, target: Path, bar: Progress, *, retries: int, timeout: float) -> None:
+def _fetch(file: PublicFile, url: str, target: Path, bar: Progress, *, retries: int, timeout: float,
+           dataset: PublicDataset) -> None:
     """Bring ``file`` to ``target`` through ``<target>.part``, resuming up to ``retries`` times."""
     part = target.with_name(target.name + ".part")
     task = bar.add_task(file.name, total=file.size)
@@ -180,12 +246,18 @@ def _fetch(file: PublicFile, url: str, target: Path, bar: Progress, *, retries: 
                 attempt += 1
                 time.sleep(_RETRY_DELAY_S * attempt)
         problem = _mismatch(part, file)
+        if problem is None and file.md5 is None:
+            problem = _content_problem(part, file, dataset)
         if problem is not None:
             raise ChecksumError(f"{file.name} downloaded from {url} has {problem}")
+        if file.md5 is None:
+            _record_sha256(part, file.name)
     except ChecksumError as err:
         # A wrong file is of no use for resuming either: nothing is left behind.
         part.unlink(missing_ok=True)
         raise ChecksumError(f"{err}; the download was removed") from None
+    if file.md5 is None:
+        os.replace(_sidecar(part), _sidecar(target))
     os.replace(part, target)
 
 
@@ -235,15 +307,13 @@ def download(
         for file in dataset.files:
             target = out / file.name
             if target.exists():
-                problem = _mismatch(target, file)
-                if problem is not None:
-                    raise ChecksumError(f"{target} exists but has {problem}; remove it to download it again")
+                how = _check_existing(target, file, dataset)
                 if progress:
-                    bar.console.print(f"{file.name}: already here{'' if file.md5 else ' (no md5 published)'}")
+                    bar.console.print(f"{file.name}: already here ({how})")
             else:
-                _fetch(file, file_url(file, base), target, bar, retries=retries, timeout=timeout)
+                _fetch(file, file_url(file, base), target, bar, retries=retries, timeout=timeout, dataset=dataset)
                 if progress and file.md5 is None:
-                    bar.console.print(f"{file.name}: no md5 published in the catalog, only "
-                                      f"{'the size was' if file.size is not None else 'nothing was'} checked")
+                    bar.console.print(f"{file.name}: no md5 published in the catalog; its content was checked and "
+                                      f"its sha256 recorded in {_sidecar(target).name}")
             paths.append(target)
     return paths

@@ -47,12 +47,14 @@ from ..errors import (
     CatalogFormatError,
     CatalogNotFoundError,
     EntryExistsError,
+    EntryMismatchError,
     EntryNotFoundError,
     InvalidReferenceError,
     PcdataError,
     StoreNotAllowedError,
 )
 from .._io import fsync_dir
+from ..store.metadata import read_root
 from ..store.reader import Store, open_store
 from .entry import NAME_RE, REF_RE, CatalogConfig, CatalogEntry, check_name, parse_ref
 
@@ -326,19 +328,42 @@ class SharedCatalog:
         return Path(self.resolve_entry(ref).path)
 
     def resolve_entry(self, ref: str) -> CatalogEntry:
-        """The entry ``ref`` names, its store checked against the allowed roots now (an entry
-        edited to point elsewhere, or a store directory replaced by a link out of the roots, is
-        refused at every resolution, not only when it was registered).
+        """The entry ``ref`` names, checked now against what is on disk, at every resolution and
+        not only when it was registered: its store must lie under the allowed roots, must not
+        have been replaced by a symbolic link (entries record the real directory), and must still
+        be the store registered: its root metadata holds the entry's kind, counts and fingerprint
+        (an entry edited to point at another store, or a jets entry at a showers store, is refused).
 
         Raises:
             StoreNotAllowedError: the entry's store now lies outside the allowed roots.
+            EntryMismatchError: the store is gone, is a link, or is not the one registered.
         """
         entry = self.get(ref)
         config = self.config
+        where = f"catalog {self.root}: {entry.ref}"
         if not config.allows(entry.path):
             raise StoreNotAllowedError(
-                f"catalog {self.root}: {entry.name}@{entry.version} points at {entry.path} (resolving to "
-                f"{os.path.realpath(entry.path)}), outside the allowed roots ({', '.join(config.allowed_roots)})")
+                f"{where} points at {entry.path} (resolving to {os.path.realpath(entry.path)}), outside the "
+                f"allowed roots ({', '.join(config.allowed_roots)})")
+        if os.path.islink(entry.path):
+            raise EntryMismatchError(f"{where}: {entry.path} was replaced by a symbolic link (to "
+                                     f"{os.readlink(entry.path)}); register the store again if that is intended")
+        try:
+            root = read_root(entry.path)
+        except PcdataError as err:
+            raise EntryMismatchError(f"{where}: {_strip_source(err, Path(entry.path))} ({entry.path})") from err
+        if root is None:
+            what = "no longer exists" if not os.path.exists(entry.path) else "is no longer a pcdata store"
+            raise EntryMismatchError(f"{where}: {entry.path} {what}")
+        meta = root.meta
+        if meta.kind != entry.kind:
+            raise EntryMismatchError(f"{where} is a store of {entry.kind}, but {entry.path} holds {meta.kind}")
+        changed = [f"{k} {a!r} != {b!r}" for k, a, b in (
+            ("num_clouds", entry.num_clouds, meta.num_clouds), ("num_points", entry.num_points, meta.num_points),
+            ("fingerprint", entry.fingerprint[:19], meta.fingerprint[:19])) if a != b]
+        if changed:
+            raise EntryMismatchError(f"{where}: {entry.path} is not the store registered ({changed[0]}); "
+                                     "register it again if it replaced the old one on purpose")
         return entry
 
     # -- writing -------------------------------------------------------------------------------
@@ -378,6 +403,9 @@ class SharedCatalog:
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
             raise InvalidReferenceError(f"catalog version {version!r}: expected an integer >= 1")
         path = Path(os.path.abspath(store))
+        if path.is_symlink():
+            # The entry records the real directory, so that a link put in its place later is seen.
+            path = Path(os.path.realpath(path))
         self.check_add(name, path)
         opened = open_store(path)
         meta = opened.meta

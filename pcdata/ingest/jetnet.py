@@ -75,7 +75,8 @@ def ingest_jetnet(
     Args:
         files: JetNet files (``particle_features`` [N, P, 4], ``jet_features`` [N, 4]).
         out: the store directory to create (or to resume, after an interruption).
-        label: the jet class of every file (g, q, t, w, z or 0-4); default: from each file name.
+        label: the jet class of every file (g, q, t, w, z, gluon, quark, top or 0-4); default: each
+            file's jet_class attribute, else its name. One that disagrees with the attribute is an error.
         options: fragment size (default about 16 MB of input each), splits, chunks (default raw,
             see ``JET_CHUNKS``), overwrite, progress: :class:`~pcdata.ingest.IngestOptions`.
         cluster: where the work runs (see :func:`pcdata.ingest.ingest`).

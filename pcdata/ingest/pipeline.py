@@ -29,7 +29,7 @@ from ..clouds import Clouds
 from ..errors import IngestError, PcdataError, SourceError
 from ..store.format import FORMAT_VERSION, FragmentInfo, Provenance, SourceFile, StoreMeta, fragment_id
 from ..store.metadata import fragment_dir
-from ..store.writer import FragmentWriter, prepare_store
+from ..store.writer import FragmentWriter, completed_store, prepare_store
 from ..cluster import connect
 from ..sources._inputs import check_distinct
 from ..store.reader import Store, open_store
@@ -210,7 +210,8 @@ def run_ingest(
     the client must see it: a worker on another filesystem is an error naming it, not a store
     reported complete with fragments missing. Bad input (:class:`SourceError` from a worker)
     removes what this run built; any other interruption keeps the committed fragments, and
-    re-running the same call finishes the rest.
+    re-running the same call finishes the rest. Re-running it once the store is complete does nothing
+    and starts no cluster.
 
     Returns:
         The metadata of the finished store.
@@ -222,6 +223,11 @@ def run_ingest(
     template = replace(template, expected_fragments=len(parts), layout=chunks,
                        fingerprint=fingerprint(source, {**identity, **options.identity()}))
     out = Path(out).absolute()
+    done = None if options.overwrite else completed_store(out, template.fingerprint)
+    if done is not None:  # the same inputs and options, finished before: nothing to do, no cluster
+        if options.progress:
+            print(f"{out}: already complete (same inputs and options); nothing to do", file=sys.stderr)
+        return done
     with connect(cluster) as client:
         from distributed import as_completed
 

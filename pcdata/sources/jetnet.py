@@ -6,6 +6,10 @@ Layout (as the ``jetnet`` library and Zenodo records 6975118 / 6975117 lay it ou
   by descending pT, zero-padded; ``mask`` is 1 for a real particle.
 - ``jet_features`` ``[N, 4]`` = ``(pt, eta, mass, num_particles)``, absolute, GeV.
 
+The class of a file's jets: the root attribute ``jet_class`` (g, q, t, w or z) where the file
+has one (``pcdata generate jets`` writes it), else its name (``t150.hdf5``), else ``--label``; an
+explicit label that disagrees with the attribute is an error.
+
 ``num_particles`` counts the jet's constituents before truncation to P (jetnet clips it with
 ``min(num_particles, P)``), so the check is ``mask.sum() == min(num_particles, P)``. The store
 keeps the value as it is, so an export gives the file back bit for bit.
@@ -46,6 +50,10 @@ JET_TYPES = ("g", "q", "t", "w", "z")
 PARTICLE_FEATURES = ("etarel", "phirel", "ptrel")
 JET_FEATURES = ("pt", "eta", "mass", "num_particles")
 _FILENAME = re.compile(r"^([gqtwz])(30|150)?\.(hdf5|h5)$")
+#: The root attribute naming a file's JetNet class.
+CLASS_ATTR = "jet_class"
+# Process names accepted for a class (those of ``pcdata generate jets`` and the particle names).
+_ALIASES = {"top": "t", "gluon": "g", "quark": "q"}
 
 
 def label_from_filename(path: str | os.PathLike) -> int | None:
@@ -55,15 +63,15 @@ def label_from_filename(path: str | os.PathLike) -> int | None:
 
 
 def parse_label(label: str | int) -> int:
-    """A class given by name (``t``) or index (``2``) as its index."""
-    if isinstance(label, str) and label in JET_TYPES:
-        return JET_TYPES.index(label)
+    """A class given by name (``t``), process name (``top``) or index (``2``) as its index."""
+    if isinstance(label, str) and _ALIASES.get(label, label) in JET_TYPES:
+        return JET_TYPES.index(_ALIASES.get(label, label))
     try:
         index = int(label)
     except (TypeError, ValueError):
         index = -1
     if not 0 <= index < len(JET_TYPES):
-        raise SourceError(f"label: expected one of {', '.join(JET_TYPES)} or 0-4, got {label!r}")
+        raise SourceError(f"label: expected one of {', '.join(JET_TYPES)}, {', '.join(_ALIASES)} or 0-4, got {label!r}")
     return index
 
 
@@ -104,14 +112,38 @@ def inspect_jetnet_file(path: str | os.PathLike, label: int | None = None) -> Je
             if ds.dtype.kind != "f":
                 raise SourceError(f"{path}: {key} must be floating point, found {ds.dtype}")
         n_jets, num_particles = int(pf.shape[0]), int(pf.shape[1])
-    if label is None:
-        label = label_from_filename(path)
-        if label is None:
-            raise SourceError(
-                f"{path}: cannot tell the jet class from the file name (expected g, q, t, w or z, "
-                "optionally followed by 150, e.g. t150.hdf5); pass --label"
-            )
+        recorded, process = f.attrs.get(CLASS_ATTR), f.attrs.get("process")
+    label = _file_class(path, label, recorded, process)
     return JetNetFile(path=path, n_jets=n_jets, num_particles=num_particles, label=label, size=os.path.getsize(path))
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _file_class(path: str, label: int | None, recorded, process) -> int:
+    """The class index of a file: its ``jet_class`` attribute, else ``label``, else its name."""
+    if recorded is not None:
+        name = _text(recorded)
+        if name not in JET_TYPES:
+            raise SourceError(f"{path}: attribute {CLASS_ATTR}={name!r} is not a JetNet class "
+                              f"({', '.join(JET_TYPES)})")
+        if label is not None and JET_TYPES[label] != name:
+            raise SourceError(f"label: {JET_TYPES[label]!r} disagrees with {path}, whose {CLASS_ATTR} attribute "
+                              f"says {name!r}")
+        return JET_TYPES.index(name)
+    if label is not None:
+        return label
+    guess = label_from_filename(path)
+    if guess is not None:
+        return guess
+    if process is not None and _text(process) == "qcd":
+        raise SourceError(f"{path}: a mixed QCD sample (gluon and quark jets) has no single JetNet class; "
+                          "generate --process g or --process q, or pass --label")
+    raise SourceError(
+        f"{path}: cannot tell the jet class from the file name (expected g, q, t, w or z, "
+        "optionally followed by 150, e.g. t150.hdf5); pass --label"
+    )
 
 
 def _first_bad_row(bad: np.ndarray, start: int) -> int:
@@ -293,8 +325,10 @@ class JetNetWriter:
         ...     w.write(0, particle_features, jet_features)
     """
 
-    def __init__(self, path: str | os.PathLike, *, n_jets: int, num_particles: int, compression: str | None = None):
+    def __init__(self, path: str | os.PathLike, *, n_jets: int, num_particles: int, compression: str | None = None,
+                 attrs: dict[str, str] | None = None):
         self.path = Path(path)
+        self.attrs = dict(attrs or {})  # root attributes, e.g. {"jet_class": "t"}
         self.n_jets = int(n_jets)
         self.num_particles = int(num_particles)
         self.compression = compression
@@ -306,6 +340,7 @@ class JetNetWriter:
 
         tmp = self._stack.enter_context(atomic_path(self.path))
         self._file = self._stack.enter_context(h5py.File(tmp, "w"))
+        self._file.attrs.update(self.attrs)
         chunk_rows = max(1, min(self.n_jets, 1024))
         opts = dict(compression=self.compression) if self.compression else {}
         self._pf = self._file.create_dataset(

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import StoreLockedError
 
-__all__ = ["LOCK_NAME", "StoreLock"]
+__all__ = ["LOCK_NAME", "StoreLock", "process_alive"]
 
 LOCK_NAME = ".pcdata-lock"
 _TAKEOVER_TIMEOUT = 60.0  # seconds after which a takeover directory is itself stale
@@ -45,6 +45,11 @@ def _alive(pid: int, started: str | None) -> bool:
         return True
     now = _start_time(pid)
     return started is None or now is None or now == started
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (for temporaries named after their writer)."""
+    return _alive(pid, None)
 
 
 class StoreLock:

@@ -44,6 +44,7 @@ __all__ = [
     "content_checksum",
     "FragmentWriter",
     "StoreBuilder",
+    "completed_store",
     "prepare_store",
     "write_store",
 ]
@@ -326,10 +327,24 @@ def _drop_uncommitted(path: Path, meta: StoreMeta, committed: set[str]) -> None:
 
 
 def _drop_temporaries(path: Path) -> None:
-    """Root rewrites killed before their rename (only the lock holder writes the root)."""
-    for child in path.iterdir():
-        if child.name.startswith(".zarr.json.tmp-"):
-            remove_tree(child)
+    """Metadata rewrites killed before their rename (``.zarr.json.tmp-*``, ``.<manifest>.tmp-*``)
+    in the store's root and its group directories, and fragment directories killed before theirs
+    (``.f*.tmp-*``) in any fan-out directory. Called with the lock held: the client that wrote
+    them is gone, and only the lock holder's build writes here."""
+    levels = [path]
+    for sub in ("fragments", "manifests"):
+        top = path / sub
+        levels.append(top)
+        if top.is_dir():
+            for gen in top.iterdir():
+                if gen.is_dir() and not gen.name.startswith("."):
+                    levels.append(gen)
+                    levels.extend(fan for fan in gen.iterdir() if fan.is_dir() and not fan.name.startswith("."))
+    for level in levels:
+        if level.is_dir():
+            for child in level.iterdir():
+                if child.name.startswith(".") and ".tmp-" in child.name:
+                    remove_tree(child)
 
 
 def _drop_fragment_temporaries(path: Path, generation: str) -> None:
@@ -390,6 +405,23 @@ def _create(target: Path, template: StoreMeta, command: str) -> StoreBuilder | N
         remove_tree(tmp)
         raise
     return StoreBuilder(target, meta, StoreLock(target / LOCK_NAME, lock.token), resumed=False)
+
+
+def completed_store(target: str | os.PathLike, fingerprint: str) -> StoreMeta | None:
+    """The metadata of the complete store at ``target`` if it was built from the inputs and
+    options ``fingerprint`` names (a re-run of a finished ingest has nothing to do), else None.
+    Read without the lock: a complete root is only ever replaced whole, by an atomic rename."""
+    target = Path(target)
+    if not fingerprint or not (target / "zarr.json").is_file():
+        return None
+    try:
+        root = read_root(target)
+    except StoreFormatError:
+        return None  # prepare_store reports a damaged root with its reason
+    if root is None or root.v1_fragments is not None or root.build is not None:
+        return None
+    meta = root.meta
+    return meta if meta.status == "complete" and meta.fingerprint == fingerprint else None
 
 
 def prepare_store(target: str | os.PathLike, template: StoreMeta, *, overwrite: bool = False,

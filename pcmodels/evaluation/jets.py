@@ -38,7 +38,7 @@ from ..metrics import jets as jet_metrics
 from ..metrics.jets import (JET_OBSERVABLES, PARTICLE_FEATURES, JetSample, MetricConfig, compare_jets,
                            informative_observables)
 from ..metrics.plots import plot_comparison
-from .floor import floor_halves
+from .floor import floor_halves, refuse_self_comparison
 
 __all__ = ["DEFAULT_NUM", "METRICS", "REFERENCE", "EvaluationError", "evaluate", "format_summary"]
 
@@ -123,6 +123,7 @@ def evaluate(real: str | os.PathLike, generated: str | os.PathLike, out: str | o
 
     if num is not None and num < 4:
         raise EvaluationError(f"num must be at least 4 (two real halves of 2 jets), found {num}")
+    refuse_self_comparison(real, generated)
     real_store, gen_store = open_store(real), open_store(generated)
     try:
         split_index = real_store.split_indices(split)

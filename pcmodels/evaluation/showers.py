@@ -48,7 +48,7 @@ from ..errors import EvaluationError
 from ..metrics import calo, frechet
 from ..metrics.classifier import ClassifierConfig, ClassifierResult, classifier_metric
 from . import shower_plots
-from .floor import floor_halves
+from .floor import floor_halves, refuse_self_comparison
 from .shower_samples import ShowerSample, describe, open_showers
 
 __all__ = ["evaluate_showers", "format_shower_summary", "FAMILIES"]
@@ -190,6 +190,7 @@ def evaluate_showers(real: str | os.PathLike, generated: str | os.PathLike, out:
 
     if num is not None and num < 5:
         raise EvaluationError(f"num must be at least 5, got {num}")
+    refuse_self_comparison(real, generated)
     real_sample = open_showers(real, split=split if not os.path.isfile(str(real)) else None)
     gen_sample = open_showers(generated)
     if real_sample.geometry != gen_sample.geometry:

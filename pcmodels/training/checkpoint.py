@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from pcdata._io import fsync_dir, remove_tree, temp_sibling, write_json_atomic
+from pcdata.store.lock import process_alive
 
 from ..errors import RunError
 
@@ -53,7 +56,8 @@ def save_checkpoint(run: Path, step: int, tensors: dict[str, torch.Tensor], meta
     root = Path(run) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
-    tmp = temp_sibling(final)
+    # The writer's pid and host in the name: a later run removes it only once that process is gone.
+    tmp = temp_sibling(final, f"tmp-{os.getpid()}@{socket.gethostname()}")
     tmp.mkdir()
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "tensors.safetensors"))
@@ -83,11 +87,28 @@ def _durable(path: Path, mode: int) -> None:
         os.fsync(f.fileno())
 
 
+# A temporary checkpoint of another host (whose process cannot be checked from here), or of an
+# unknown writer, is taken as abandoned after this long: no checkpoint takes an hour to write.
+_FOREIGN_TEMP_AGE_S = 3600.0
+
+
 def remove_temporaries(run: Path) -> None:
-    """Drop checkpoint directories a killed run left half-written (``.step-*.tmp-*``): never
-    named by ``last.json``, so nothing reads them."""
-    for tmp in (Path(run) / "checkpoints").glob(".step-*"):
-        remove_tree(tmp)
+    """Drop checkpoint directories a killed run left half-written (``.step-*.tmp-<pid>@<host>-*``):
+    never named by ``last.json``, so nothing reads them. Those of a process still running on this
+    host (another trainer writing into the same folder) are left alone."""
+    here = socket.gethostname()
+    for tmp in (Path(run) / "checkpoints").glob(".step-*.tmp-*"):
+        owner = tmp.name.split(".tmp-", 1)[1].rsplit("-", 1)[0]
+        pid, _, host = owner.partition("@")
+        if host == here and pid.isdigit():
+            gone = not process_alive(int(pid))
+        else:
+            try:
+                gone = time.time() - tmp.stat().st_mtime > _FOREIGN_TEMP_AGE_S
+            except FileNotFoundError:
+                continue
+        if gone:
+            remove_tree(tmp)
 
 
 def latest_checkpoint(run: Path) -> Path | None:

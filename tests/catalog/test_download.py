@@ -10,6 +10,7 @@ import pytest
 from pcdata.catalog import PublicCatalog, download, file_url, resolve_base_url
 from pcdata.errors import ChecksumError, DatasetNotFoundError, DownloadError
 from tests.catalog.server import catalog_dict, make_files, serve_files, write_catalog
+from tests.conftest import run_cli
 
 # The package re-exports the function ``download``, which hides the module of the same name.
 _download_mod = importlib.import_module("pcdata.catalog.download")
@@ -133,12 +134,13 @@ def test_whole_part_left_before_rename_is_finished_without_refetching(server, tm
     assert server.ranges_seen("a.hdf5") == [f"bytes={len(server.files['a.hdf5'].data)}-"]
 
 
-def test_size_only_and_unchecked_files_download(server, tmp_path):
-    (a, b) = download("test:ab", dir=tmp_path / "s", catalog=_catalog(server, with_md5=False), progress=True)
-    assert a.read_bytes() == server.files["a.hdf5"].data
-    (c,) = download("test:c", dir=tmp_path / "n", catalog=_catalog(server, with_md5=False, with_size=False),
-                    progress=False)
-    assert c.read_bytes() == server.files["c.hdf5"].data
+def test_without_an_md5_the_right_size_is_not_enough(server, tmp_path):
+    # The served files are random bytes: of the catalog's size, but not CaloChallenge files.
+    for with_size in (True, False):
+        with pytest.raises(ChecksumError, match=r"a\.hdf5 downloaded from .* has not a readable HDF5 file"):
+            download("test:ab", dir=tmp_path / "s", catalog=_catalog(server, with_md5=False, with_size=with_size),
+                     progress=True)
+        assert list((tmp_path / "s").iterdir()) == []
 
 
 def test_server_file_longer_than_catalog_size_fails_early(server, tmp_path):
@@ -190,3 +192,95 @@ def test_unreachable_server_is_one_clear_error(tmp_path):
 def test_unknown_dataset(server, tmp_path):
     with pytest.raises(DatasetNotFoundError, match="did you mean test:c"):
         download("test:cc", dir=tmp_path, catalog=_catalog(server), progress=False)
+
+
+# -- files without a published MD5 (JetNet's): the content is checked and its sha256 recorded -----
+def _jetnet_bytes(tmp_path, n: int = 120, p: int = 30, **attrs) -> bytes:
+    from tests.helpers import synthetic_jetnet_arrays
+    import h5py
+
+    pf, jf = synthetic_jetnet_arrays(n, p, seed=1)
+    path = tmp_path / f"made-{n}-{p}.hdf5"
+    with h5py.File(path, "w") as f:
+        f["particle_features"], f["jet_features"] = pf, jf
+        f.attrs.update(attrs)
+    return path.read_bytes()
+
+
+def _jetnet_catalog(server, *, num_particles: int = 30, num_clouds: int | None = 120) -> PublicCatalog:
+    f = server.files["t.hdf5"]
+    return PublicCatalog.from_dict({"format": "pcdata-public-catalog", "version": 1, "datasets": [{
+        "name": "jetnet:t", "description": "top jets", "kind": "jets", "layout": "jetnet-hdf5",
+        "num_particles": num_particles, "num_clouds": num_clouds,
+        "files": [{"name": "t.hdf5", "record": f.record, "url": f"{server.url}/zenodo/records/{f.record}/files/t.hdf5",
+                   "size": None, "md5": None}],
+        "ingest": "pcdata ingest jetnet t.hdf5 --out t.zarr"}]}, source="test-catalog")
+
+
+def _serve_t(data: bytes):
+    from tests.catalog.server import ServedFile
+
+    return serve_files([ServedFile("t.hdf5", 333, data)])
+
+
+def test_a_mirror_page_instead_of_the_file_is_refused_and_nothing_is_kept(tmp_path):
+    page = b"<html>Not Found</html>\n\n\n\n"  # a mirror's error page, answered with 200
+    assert len(page) == 26
+    with _serve_t(page) as server:
+        with pytest.raises(ChecksumError, match=r"t\.hdf5 downloaded from .* has not a readable HDF5 file "
+                                                r"\(file signature not found\); the download was removed"):
+            download("jetnet:t", dir=tmp_path / "d", catalog=_jetnet_catalog(server), progress=False)
+        assert list((tmp_path / "d").iterdir()) == []
+        # The same through the command: one line, exit 2, and a re-run does not find it "already here".
+        from tests.catalog.server import write_catalog
+
+        cat = write_catalog(tmp_path / "cat.yaml", _jetnet_catalog(server).to_dict())
+        for _ in range(2):
+            r = run_cli("pcdata", "download", "jetnet:t", "--dir", str(tmp_path / "d"), "--catalog", str(cat), "--quiet")
+            assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a readable HDF5 file" in r.stderr, r.stderr
+        assert list((tmp_path / "d").iterdir()) == []
+
+
+@pytest.mark.parametrize("made, catalog, problem", [
+    (dict(n=100), dict(), "100 jets, the catalog says 120"),
+    (dict(p=150), dict(), "150 particles per jet, the catalog says 30"),
+    (dict(jet_class="q"), dict(), "disagrees with .* whose jet_class attribute says 'q'"),
+], ids=["rows", "particles", "class"])
+def test_a_file_of_another_layout_is_refused(tmp_path, made, catalog, problem):
+    n, p = made.pop("n", 120), made.pop("p", 30)
+    with _serve_t(_jetnet_bytes(tmp_path, n, p, **made)) as server:
+        with pytest.raises(ChecksumError, match=problem):
+            download("jetnet:t", dir=tmp_path / "d", catalog=_jetnet_catalog(server, **catalog), progress=False)
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_a_checked_file_has_its_sha256_recorded_and_a_later_change_is_found(tmp_path):
+    data = _jetnet_bytes(tmp_path)
+    with _serve_t(data) as server:
+        cat = _jetnet_catalog(server)
+        (path,) = download("jetnet:t", dir=tmp_path / "d", catalog=cat, progress=False)
+        assert path.read_bytes() == data
+        sidecar = tmp_path / "d" / "t.hdf5.sha256"
+        assert sidecar.read_text() == f"{hashlib.sha256(data).hexdigest()}  t.hdf5\n"
+        assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["t.hdf5", "t.hdf5.sha256"]
+        n = len(server.requests)
+        assert download("jetnet:t", dir=tmp_path / "d", catalog=cat, progress=False) == [path]
+        assert len(server.requests) == n  # checked against the record, not fetched again
+        # One byte changed after the download (a still-valid HDF5 file): found, left alone.
+        changed = bytearray(data)
+        changed[-5] ^= 0xFF
+        path.write_bytes(bytes(changed))
+        with pytest.raises(ChecksumError, match=r"t\.hdf5 exists but has sha256 [0-9a-f]{64}, but t\.hdf5\.sha256 "
+                                                r"recorded [0-9a-f]{64} at download; remove it"):
+            download("jetnet:t", dir=tmp_path / "d", catalog=cat, progress=False)
+        assert path.read_bytes() == bytes(changed)
+        # A file from before sha256s were recorded: its content is checked, then its sha256 recorded.
+        path.write_bytes(data)
+        sidecar.unlink()
+        download("jetnet:t", dir=tmp_path / "d", catalog=cat, progress=False)
+        assert sidecar.read_text().split()[0] == hashlib.sha256(data).hexdigest()
+        # ... and a page left there by an older pcdata is refused, not "already here".
+        sidecar.unlink()
+        path.write_bytes(b"<html>Not Found</html>\n")
+        with pytest.raises(ChecksumError, match=r"t\.hdf5 exists but has not a readable HDF5 file"):
+            download("jetnet:t", dir=tmp_path / "d", catalog=cat, progress=False)

@@ -19,6 +19,7 @@ from pcdata.errors import (
     CatalogFormatError,
     CatalogNotFoundError,
     EntryExistsError,
+    EntryMismatchError,
     EntryNotFoundError,
     StoreIncompleteError,
     StoreNotAllowedError,
@@ -128,6 +129,44 @@ def test_only_complete_stores_under_allowed_roots(tmp_path, stores, store):
     # init on an existing catalog adds roots.
     assert init_catalog(cat.root, [tmp_path / "scratch"]).config.allowed_roots == (str(stores), str(tmp_path / "scratch"))
     assert cat.add("x", other).version == 1
+
+
+def _point_entry_at(cat: SharedCatalog, ref: str, path: Path) -> None:
+    name, version = ref.split("@")
+    f = cat.entries_dir / name / f"{version}.json"
+    doc = json.loads(f.read_text())
+    doc["path"] = str(path)
+    f.write_text(json.dumps(doc))
+
+
+def test_every_resolution_checks_the_store_is_still_the_one_registered(tmp_path, stores, store):
+    cat = init_catalog(tmp_path / "cat", [stores])
+    cat.add("a", store)
+    assert cat.resolve("a") == store
+    # An entry edited to point at another store inside the roots: other data.
+    other = make_store(stores / "other", n=150, seed=1)
+    _point_entry_at(cat, "a@1", other)
+    with pytest.raises(EntryMismatchError, match=rf"a@1: {other} is not the store registered \(num_clouds 300 != 150\)"):
+        cat.resolve("a")
+    # ... or at a store of another kind (a jets entry must not open a showers store).
+    showers = make_store(stores / "showers")
+    write_root(showers, replace(read_root(showers).meta, kind="showers"))
+    _point_entry_at(cat, "a@1", showers)
+    with pytest.raises(EntryMismatchError, match=rf"a@1 is a store of events, but {showers} holds showers"):
+        cat.resolve("a@1")
+    # The registered directory replaced by a link, even one to an identical store inside the roots.
+    _point_entry_at(cat, "a@1", store)
+    shutil.copytree(store, stores / "copy")
+    shutil.rmtree(store)
+    store.symlink_to(stores / "copy")
+    with pytest.raises(EntryMismatchError, match=rf"a@1: {store} was replaced by a symbolic link"):
+        cat.resolve("a")
+    store.unlink()
+    with pytest.raises(EntryMismatchError, match=rf"a@1: {store} no longer exists"):
+        cat.resolve("a")
+    store.symlink_to(stores / "copy")
+    # A store registered through a link is recorded as the directory it points at.
+    assert cat.add("b", store).path == str(stores / "copy") and cat.resolve("b") == stores / "copy"
 
 
 def test_a_missing_catalog_is_a_clear_error(tmp_path, monkeypatch):

@@ -164,6 +164,31 @@ def _set(index, value):
     return edit
 
 
+def _with_attrs(path: Path, **attrs) -> Path:
+    with h5py.File(path, "a") as f:
+        f.attrs.update(attrs)
+    return path
+
+
+def _entry_store_changed(e: Env, change: Callable[[Path], None]) -> str:
+    """A catalog whose registered store (mine.zarr) was changed afterwards by ``change``."""
+    root = _catalog_with_entry(e)
+    change(e.d / "mine.zarr")
+    return str(root)
+
+
+def _kind_to_showers(s: Path) -> None:
+    doc = json.loads((s / "zarr.json").read_text())
+    doc["attributes"]["pcdata"]["kind"] = "showers"
+    (s / "zarr.json").write_text(json.dumps(doc))
+
+
+def _replace_by_link(s: Path) -> None:
+    copy = _copy(s, s.with_name("copy.zarr"))
+    shutil.rmtree(s)
+    os.symlink(copy, s)
+
+
 def _unmask_padding(pf, jf):
     j = int(np.flatnonzero(pf[:, :, 3].sum(1) < P)[0])
     pf[j, -1, 0] = 0.3
@@ -298,6 +323,12 @@ CASES: list[Case] = [
     Case("jetnet-integer-dtype", _ingest_jetnet(lambda e: _jetnet(e.d, particle_features=np.zeros((N_JETS, P, 4), "i4"))), r"t\.hdf5: particle_features must be floating point"),
     Case("jetnet-unknown-class", _ingest_jetnet(lambda e: _jetnet(e.d, "jets.hdf5")), r"jets\.hdf5: cannot tell the jet class"),
     Case("jetnet-bad-label", _ingest_jetnet(lambda e: _jetnet(e.d), "--label", "top-quark"), r"label"),
+    Case("jetnet-label-disagrees-with-file", _ingest_jetnet(lambda e: _with_attrs(_jetnet(e.d), jet_class="q"), "--label", "top"),
+         r"--label: 't' disagrees with .*t\.hdf5, whose jet_class attribute says 'q'"),
+    Case("jetnet-class-attribute-unknown", _ingest_jetnet(lambda e: _with_attrs(_jetnet(e.d), jet_class="h")),
+         r"t\.hdf5: attribute jet_class='h' is not a JetNet class"),
+    Case("jetnet-mixed-qcd-sample", _ingest_jetnet(lambda e: _with_attrs(_jetnet(e.d, "qcd.hdf5"), process="qcd")),
+         r"qcd\.hdf5: a mixed QCD sample \(gluon and quark jets\) has no single JetNet class"),
     Case("jetnet-same-file-twice", _cmd("pcdata", "ingest", "jetnet", lambda e: str(e.jets), lambda e: str(e.jets), "--out", lambda e: str(e.d / "s.zarr"),
                                         "--scheduler", lambda e: e.scheduler, outputs=lambda e: [e.d / "s.zarr"]), r"t\.hdf5: given twice"),
     Case("jetnet-same-file-two-spellings", _cmd("pcdata", "ingest", "jetnet", lambda e: str(e.jets), lambda e: _link(e.jets, e.d / "t-link.hdf5"), "--out",
@@ -428,6 +459,10 @@ CASES: list[Case] = [
     Case("catalog-entry-not-json", _cmd("pcdata", "catalog", "resolve", "jets", "--catalog",
                                         lambda e: str((lambda c: ([_write(p, "{") for p in c.rglob("*.json")], c)[1])(_catalog_with_entry(e)))), r"jets|\.json"),
     Case("catalog-entry-moved-outside-roots", _cmd("pcdata", "catalog", "resolve", "jets@1"), r"jets@1 points at .*outside the allowed roots"),
+    Case("catalog-entry-store-of-another-kind", _cmd("pcdata", "catalog", "resolve", "jets", "--catalog", lambda e: _entry_store_changed(e, _kind_to_showers)),
+         r"jets@1 is a store of jets, but .*mine\.zarr holds showers"),
+    Case("catalog-entry-store-replaced-by-link", _cmd("pcdata", "catalog", "resolve", "jets", "--catalog", lambda e: _entry_store_changed(e, _replace_by_link)),
+         r"jets@1: .*mine\.zarr was replaced by a symbolic link"),
     Case("catalog-list-bad-public-catalog", _cmd("pcdata", "catalog", "list", "--public-catalog", lambda e: str(_write(e.d / "p.yaml", "datasets: 3\n"))), r"p\.yaml"),
     Case("download-unknown-dataset", _cmd("pcdata", "download", "jetnet:muons", "--dir", lambda e: str(e.d / "dl")), r"jetnet:muons"),
     # generators
@@ -493,7 +528,7 @@ CASES: list[Case] = [
     # evaluation
     Case("evaluate-missing-real", _evaluate(lambda e: str(e.d / "none.zarr"), lambda e: str(e.store)), r"none\.zarr"),
     Case("evaluate-missing-generated", _evaluate(lambda e: str(e.store), lambda e: str(e.d / "none.zarr")), r"none\.zarr"),
-    Case("evaluate-same-sample", _evaluate(lambda e: str(e.store), lambda e: str(e.store)), r"--generated .*jets\.zarr is the --real sample itself"),
+    Case("evaluate-same-sample", _evaluate(lambda e: str(e.store), lambda e: str(e.store)), r"--generated: .*jets\.zarr is the real sample itself"),
     Case("evaluate-generated-not-jets", _evaluate(lambda e: str(e.store), lambda e: str(_calo(e.d))), r"jets\.zarr|ds1\.hdf5"),
     Case("evaluate-misspelled-split", _evaluate(lambda e: str(e.store), lambda e: str(_copy(e.store, e.d / "g.zarr")), "--split", "tset"),
          r"no split 'tset'"),

@@ -135,3 +135,46 @@ def test_verify_and_migrate_commands(tmp_path):
     assert (r.returncode, r.stderr.strip()) == (2, f"error: {tmp_path / 'v2'}: a store already exists; pass --overwrite to replace it")
     r = run_cli("pcdata", "verify", str(tmp_path / "nope"))
     assert (r.returncode, r.stderr.strip()) == (2, f"error: {tmp_path / 'nope'}: no such store")
+
+
+def test_rerunning_a_finished_ingest_is_complete_exit_0_and_another_needs_overwrite(tmp_path, jetnet_files, scheduler):
+    out = tmp_path / "s"
+    argv = ["pcdata", "ingest", "jetnet", str(jetnet_files[0]), "--out", str(out), "--scheduler", scheduler,
+            "--rows-per-fragment", "1000"]
+    run_cli(*argv, "--quiet", check=True)
+    root = out / "zarr.json"
+    before = (root.read_bytes(), root.stat().st_mtime_ns, sorted(str(p) for p in out.rglob("*")))
+    r = run_cli(*argv, check=True)  # the same inputs and options: nothing to do
+    assert f"{out}: already complete (same inputs and options); nothing to do" in r.stderr
+    assert "3,000 clouds" in r.stdout and "error" not in r.stderr
+    assert (root.read_bytes(), root.stat().st_mtime_ns, sorted(str(p) for p in out.rglob("*"))) == before
+    r = run_cli(*argv[:-1], "500", "--quiet")  # other options: a different store, not silently kept
+    assert (r.returncode, r.stderr.strip()) == (2, f"error: {out}: a store already exists; pass --overwrite to replace it")
+
+
+def test_help_shows_flags_as_plain_flags_in_every_command():
+    import subprocess
+    import sys
+
+    import typer
+
+    from cli.pcdata import app as pcdata_app
+    from cli.pcmodels import app as pcmodels_app
+    from tests.conftest import REPO
+
+    def leaves(command, path):
+        subs = getattr(command, "commands", {})
+        yield path
+        for name, sub in subs.items():
+            yield from leaves(sub, [*path, name])
+
+    argvs = [[prog, *path] for prog, app in (("pcdata", pcdata_app), ("pcmodels", pcmodels_app))
+             for path in leaves(typer.main.get_command(app), [])]
+    assert len(argvs) > 15
+    procs = [(argv, subprocess.Popen([sys.executable, "-m", f"cli.{argv[0]}", *argv[1:], "--help"], cwd=REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**__import__("os").environ, "COLUMNS": "200"})) for argv in argvs]
+    for argv, proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and "--help" in out, (argv, err)
+        assert "<bool>" not in out, (argv, [line for line in out.splitlines() if "<bool>" in line])

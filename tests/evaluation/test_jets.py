@@ -96,6 +96,11 @@ def test_bad_inputs_are_refused(stores, tmp_path):
         evaluate(real, generated, tmp_path / "r", split="nope", progress=False)
     with pytest.raises(EvaluationError, match="num must be at least 4"):
         evaluate(real, generated, tmp_path / "r", num=3, progress=False)
+    # The real sample given as the generated one, under another spelling: refused before any work.
+    (tmp_path / "same").symlink_to(real)
+    with pytest.raises(EvaluationError, match=r"generated: .*same is the real sample itself"):
+        evaluate(real, tmp_path / "same", tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
     (tmp_path / "a-file").write_text("")
     with pytest.raises(EvaluationError, match="cannot create the report directory"):
         evaluate(real, generated, tmp_path / "a-file", progress=False)

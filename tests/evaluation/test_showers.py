@@ -165,6 +165,7 @@ CASES = [
     ("real.hdf5", "nan.hdf5", "shower 7 has a non-finite voxel energy"),
     ("real.hdf5", "neg.hdf5", "shower 4 has a negative voxel energy"),
     ("zeroinc.hdf5", "gen.hdf5", "incident energy of shower 2 is 0.0"),
+    ("real.hdf5", "real.hdf5", "is the real sample itself"),
 ]
 
 

@@ -32,6 +32,9 @@ SAMPLES = {
     "w": ("w30.hdf5", 300, 30),
     "z": ("z30.hdf5", 200, 30),
     "qcd": ("q30.hdf5", 300, 30),
+    # Named so that only the class the generator writes into the file can tell what they hold.
+    "g": ("gluons.hdf5", 200, 30),
+    "q": ("quarks.hdf5", 200, 30),
 }
 
 
@@ -132,6 +135,30 @@ def test_multiplicities_are_physical(samples):
     assert np.median(n_top) > np.median(n_w)  # three prongs radiate more than two
 
 
+def test_gluon_jets_have_more_constituents_than_light_quark_jets(samples):
+    # Colour factors: a gluon radiates C_A / C_F = 9/4 times as much as a quark, so at ~1 TeV
+    # gluon jets carry clearly more constituents (JetNet: g ~ 60, q ~ 40 on average).
+    n_g = _read(samples["g"])[1][:, 3]
+    n_q = _read(samples["q"])[1][:, 3]
+    assert n_g.mean() > 1.2 * n_q.mean()
+    assert np.median(n_g) > np.median(n_q) + 8
+    # ... and both lie within the mixed QCD sample's spread
+    n_qcd = _read(samples["qcd"])[1][:, 3]
+    assert np.median(n_q) < np.median(n_qcd) + 5 and np.median(n_g) > np.median(n_qcd) - 5
+
+
+def test_the_file_records_its_jetnet_class(samples):
+    from pcdata.sources.jetnet import JET_TYPES
+
+    expected = {"top": "t", "w": "w", "z": "z", "g": "g", "q": "q"}
+    for process, path in samples.items():
+        with h5py.File(path, "r") as f:
+            assert f.attrs.get("jet_class") == expected.get(process) and f.attrs["process"] == process
+        if process in expected:
+            # The attribute wins over a file name that says nothing (gluons.hdf5) or another class.
+            assert JET_TYPES[inspect_jetnet_file(path).label] == expected[process]
+
+
 def test_untruncated_jets_sum_back_to_the_jet(samples):
     pf, jf = (a.astype(np.float64) for a in _read(samples["top"]))
     full = jf[:, 3] <= 150
@@ -195,7 +222,7 @@ def test_partition_seeds():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(process="gluon"), "process: expected one of top, qcd, w, z"),
+        (dict(process="gluon"), "process: expected one of top, g, q, qcd, w, z"),
         (dict(num_particles=40), "num_particles: expected 30 or 150"),
         (dict(num_jets=0), "num_jets: expected an integer >= 1"),
         (dict(seed=-1), "seed: expected an integer >= 0"),
@@ -240,10 +267,26 @@ def test_cli_generates_a_file(tmp_path):
     read_jetnet_block(info, 0, 40)
 
 
+def test_a_generated_file_ingests_as_it_is_whatever_its_name(tmp_path):
+    from pcdata import open_store
+
+    out = tmp_path / "top.hdf5"  # a process name, not a JetNet file name
+    generate_jets(out, process="top", num_jets=20, seed=4, progress=False)
+    proc = subprocess.run([str(PCDATA), "ingest", "jetnet", str(out), "--out", str(tmp_path / "s"), "--workers", "1",
+                           "--quiet"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert set(open_store(tmp_path / "s").read().fields["label"].tolist()) == {2}  # t
+    proc = subprocess.run([str(PCDATA), "ingest", "jetnet", str(out), "--out", str(tmp_path / "s2"), "--workers", "1",
+                           "--label", "w", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"error: --label: 'w' disagrees with {out}, whose jet_class attribute says 't'" in proc.stderr
+    assert not (tmp_path / "s2").exists()
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--process", "higgs", "--num-jets", "5"], "--process: expected one of top, qcd, w, z"),
+        (["--process", "higgs", "--num-jets", "5"], "--process: expected one of top, g, q, qcd, w, z"),
         (["--process", "top", "--num-jets", "5", "--num-particles", "40"], "--num-particles: expected 30 or 150"),
         (["--process", "top", "--num-jets", "0"], "--num-jets: expected an integer >= 1"),
     ],

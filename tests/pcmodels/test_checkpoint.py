@@ -29,11 +29,58 @@ def test_checkpoint_files_take_the_runs_mode_are_synced_and_stale_temporaries_go
     assert any(s == str(tmp_path / "checkpoints") for s in synced)
     assert synced.index(str(tmp_path / "checkpoints")) < len(synced) - 1  # last.json is written after
     assert latest_checkpoint(tmp_path) == path
-    stale = tmp_path / "checkpoints" / ".step-0000009.tmp-0123456789ab"
-    stale.mkdir()
-    (stale / "tensors.safetensors").write_bytes(b"half")
-    remove_temporaries(tmp_path)
-    assert not stale.exists() and path.exists()
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+_KILLED_BEFORE_RENAME = """
+import os, sys, time
+from pathlib import Path
+import torch
+from pcmodels.training.checkpoint import save_checkpoint
+real = os.rename
+def stall(a, b):
+    if Path(b).name.startswith("step-"):
+        print("written", flush=True)
+        time.sleep(600)
+    real(a, b)
+os.rename = stall
+save_checkpoint(Path(sys.argv[1]), 9, {"w": torch.ones(2)}, {"step": 9})
+"""
+
+
+def test_temporaries_of_killed_writers_go_and_those_of_live_ones_stay(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    path = save_checkpoint(tmp_path, 3, {"w": torch.ones(2)}, {"step": 3})
+    writers = [subprocess.Popen([sys.executable, "-c", _KILLED_BEFORE_RENAME, str(tmp_path)], cwd=REPO,
+                                stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        for w in writers:
+            assert w.stdout.readline().strip() == "written"
+        killed, live = writers
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(30)
+        temps = {w.pid: [p for p in (tmp_path / "checkpoints").glob(".step-0000009.tmp-*") if f"-{w.pid}@" in p.name]
+                 for w in writers}
+        assert all(len(t) == 1 for t in temps.values()), temps
+        # Another host's temporary: fresh ones stay (its writer may be running), old ones go.
+        fresh = tmp_path / "checkpoints" / ".step-0000011.tmp-77@elsewhere-0123456789ab"
+        old = tmp_path / "checkpoints" / ".step-0000010.tmp-77@elsewhere-ba9876543210"
+        for t in (fresh, old):
+            t.mkdir()
+        os.utime(old, (time.time() - 7200, time.time() - 7200))
+        remove_temporaries(tmp_path)
+        assert not temps[killed.pid][0].exists() and not old.exists()
+        assert temps[live.pid][0].exists() and fresh.exists() and path.exists()
+    finally:
+        for w in writers:
+            w.kill()
+            w.wait(30)
 
 
 

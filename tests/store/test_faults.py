@@ -79,6 +79,8 @@ def test_a_writer_killed_at_any_step_leaves_a_store_the_rerun_finishes(tmp_path,
         s = open_store(path)
         assert s.read().equals(NEW) and s.verify() == []
         assert sorted(p.name for p in path.iterdir()) == ["fragments", "manifests", "zarr.json"]  # no lock left
+        # Nor any temporary of the killed writer, at any depth (metadata rewrites, fragments).
+        assert [str(p) for p in path.rglob("*.tmp-*")] == [], step
         assert len(list((path / "fragments").glob("g*"))) == 1 and len(list((path / "manifests").glob("g*"))) == 1
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert step > 30  # the writer really was interrupted all along its way
