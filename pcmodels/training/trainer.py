@@ -5,7 +5,7 @@ its own share under torchrun), standardises point features and conditioning fiel
 conditioning model, owns the run folder through :class:`pcmodels.run.Run` (rank 0 writes, the
 others only read), runs the method's steps with a :class:`~.step.Stepper` (DDP, EMA, optimisers,
 schedules), logs what the step returns, validates as the method defines it at the end of each
-epoch, checkpoints and resumes exactly: every random draw of step ``k`` comes from a generator
+epoch (and every ``validate_every`` steps, with a hook a sweep's pruner listens on), checkpoints and resumes exactly: every random draw of step ``k`` comes from a generator
 seeded by ``(seed, k)``, so an interrupted run ends in the same weights as an uninterrupted one.
 """
 

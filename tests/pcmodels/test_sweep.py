@@ -136,7 +136,7 @@ def test_study_killed_and_restarted_completes_without_repeating_then_compare_ran
     assert all(r["step"] < 24 for r in results["trials"] if r["state"] == "pruned")
 
     # The study's folder holds this study: another description is refused before any work.
-    changed = write(tmp_path / "lr2.yaml", study_doc(store, space={"optim.net.lr": [1.0e-3, 2.0e-3]}))
+    changed = write(tmp_path / "lr2.yaml", study_doc(store, name="lr", space={**SPACE, "network.hidden": [16, 48]}))
     proc = run_cli("pcmodels", "sweep", str(changed), "--out", str(out))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert proc.stderr.startswith(f"error: {out}: holds a study of another description (differs in space)")
