@@ -286,11 +286,17 @@ def _figure(stem: Path, entries: list[dict], params: list[str], floor: dict | No
             band(ax)
             rows = [e for e in scored if p in e["params"]]
             values = [e["params"][p] for e in rows]
-            distinct = sorted(set(values), key=_sort_key)
+            everyone = [e["params"][p] for e in entries if p in e["params"]]
+            distinct = sorted(set(everyone), key=_sort_key)
             if len(distinct) <= 8:  # a list of values: one evenly spaced position each, their mean joined
                 xs = np.asarray([distinct.index(v) for v in values], float)
                 ax.set_xticks(range(len(distinct)), [_value(v) for v in distinct])
                 ax.set_xlim(-0.5, len(distinct) - 0.5)
+                for i, d in enumerate(distinct):  # what the scored points leave out
+                    left = sum(1 for e in entries if e["params"].get(p) == d and not e["metrics"])
+                    if left:
+                        ax.annotate(f"{left} not scored\n(pruned/failed)", (i, 0.12), xycoords=("data", "axes fraction"),
+                                    ha="center", fontsize=7, color="grey")
                 means = [np.mean([e["metrics"][metric]["value"] for e, v in zip(rows, values)
                                   if v == d and e["state"] in ("complete", "run")] or [np.nan]) for d in distinct]
                 ax.plot(range(len(distinct)), means, color="black", lw=1, ls="--", label="mean of completed")
