@@ -5,8 +5,9 @@ its own share under torchrun), standardises point features and conditioning fiel
 conditioning model, owns the run folder through :class:`pcmodels.run.Run` (rank 0 writes, the
 others only read), runs the method's steps with a :class:`~.step.Stepper` (DDP, EMA, optimisers,
 schedules), logs what the step returns, validates as the method defines it at the end of each
-epoch (and every ``validate_every`` steps, with a hook a sweep's pruner listens on), checkpoints and resumes exactly: every random draw of step ``k`` comes from a generator
-seeded by ``(seed, k)``, so an interrupted run ends in the same weights as an uninterrupted one.
+epoch (and every ``validate_every`` steps, with a hook a sweep's pruner listens on), checkpoints
+and resumes exactly: every random draw of step ``k`` comes from a generator seeded by
+``(seed, k)``, so an interrupted run ends in the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ class Trainer:
             the same either way (and it is not part of the run's configuration).
         on_validation: ``(step, validation) -> None``, called after each validation once its
             checkpoint is saved (the hook of a sweep's pruner); an exception it raises stops
-            training and propagates, the run resumable from that checkpoint.
+            training and propagates, the run resumable from that checkpoint. Under torchrun it
+            runs on every rank and must decide alike on all.
 
     Raises:
         ConfigError: a conditioning field the store lacks, a train split smaller than a batch, or
