@@ -216,3 +216,11 @@ def test_study_file_defaults_and_ranges(tmp_path, store):
     assert again.identity() == spec.identity()
     other = load_study(write(tmp_path / "s.yaml", {**doc, "budget": {"trials": 3, "steps": 41}}))
     assert other.identity() != spec.identity()
+
+
+def test_compare_refuses_what_is_neither_a_run_nor_a_study(tmp_path):
+    (tmp_path / "notes").mkdir()
+    proc = run_cli("pcmodels", "compare", str(tmp_path / "notes"), "--out", str(tmp_path / "cmp"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr == f"error: {tmp_path / 'notes'}: neither a training run (run.json) nor a study folder (study.json)\n"
+    assert not (tmp_path / "cmp").exists()
