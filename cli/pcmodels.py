@@ -6,6 +6,7 @@ import typer
 
 from ._common import run_app
 from .evaluate import evaluate_cmd
+from .sweep import compare_cmd, sweep_cmd
 from .train import models_cmd, sample_cmd, train_cmd
 
 app = typer.Typer(help="Generative models of point clouds, trained from pcdata stores.", no_args_is_help=True,
@@ -25,6 +26,8 @@ app.command("train")(train_cmd)
 app.command("sample")(sample_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("models")(models_cmd)
+app.command("sweep")(sweep_cmd)
+app.command("compare")(compare_cmd)
 
 
 def main() -> None:

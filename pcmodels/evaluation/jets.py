@@ -92,7 +92,7 @@ def _read_jets(store, index: np.ndarray, num_particles: int) -> tuple[np.ndarray
 
 def evaluate(real: str | os.PathLike, generated: str | os.PathLike, out: str | os.PathLike, *, split: str = "test",
              num: int | None = DEFAULT_NUM, seed: int = 0, progress: bool = True,
-             config: MetricConfig | None = None) -> dict:
+             config: MetricConfig | None = None, plots: bool = True) -> dict:
     """Compare a generated store with a split of a real one; write the report to ``out``.
 
     Args:
@@ -106,6 +106,7 @@ def evaluate(real: str | os.PathLike, generated: str | os.PathLike, out: str | o
         progress: print what is being done, with timings, on stderr.
         config: batch sizes and counts (default :class:`MetricConfig` with ``eval_size`` = the
             size of a real half, or the generated sample if smaller).
+        plots: draw the figures (a sweep scores many runs and skips them).
 
     Returns:
         The report written to ``out/metrics.json``; :func:`format_summary` makes it text.
@@ -167,8 +168,9 @@ def evaluate(real: str | os.PathLike, generated: str | os.PathLike, out: str | o
     say(f"metrics: real vs real floor, halves of {half}")
     floor = compare_jets(half_a, half_b, config, seed=seed, kl_features=kl_features)
 
-    say(f"plots in {out}")
-    plots = [
+    if plots:
+        say(f"plots in {out}")
+    drawn = [] if not plots else [
         plot_comparison({f: real_jets[..., j][real_mask] for j, f in enumerate(PARTICLE_FEATURES)},
                         {f: gen_jets[..., j][gen_mask] for j, f in enumerate(PARTICLE_FEATURES)},
                         out / "particle_features.png", labels=_PARTICLE_LABELS, log_x=("ptrel",),
@@ -198,7 +200,7 @@ def evaluate(real: str | os.PathLike, generated: str | os.PathLike, out: str | o
         "config": config.to_dict(),
         "jetnet": {"version": _jetnet_version(), "wasserstein_placeholder": placeholder,
                    "unavailable": ["cov_mmd"] if placeholder else []},
-        "plots": [p.name for p in plots],
+        "plots": [p.name for p in drawn],
         "seconds": round(time.perf_counter() - t0, 2),
     }
     write_json_atomic(out / "metrics.json", report)  # readers never see half a report

@@ -5,8 +5,9 @@ its own share under torchrun), standardises point features and conditioning fiel
 conditioning model, owns the run folder through :class:`pcmodels.run.Run` (rank 0 writes, the
 others only read), runs the method's steps with a :class:`~.step.Stepper` (DDP, EMA, optimisers,
 schedules), logs what the step returns, validates as the method defines it at the end of each
-epoch, checkpoints and resumes exactly: every random draw of step ``k`` comes from a generator
-seeded by ``(seed, k)``, so an interrupted run ends in the same weights as an uninterrupted one.
+epoch (and every ``validate_every`` steps, with a hook a sweep's pruner listens on), checkpoints
+and resumes exactly: every random draw of step ``k`` comes from a generator seeded by
+``(seed, k)``, so an interrupted run ends in the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -98,6 +99,13 @@ class Trainer:
         config: the resolved configuration.
         device: ``cpu`` or ``cuda``; under torchrun each rank uses its ``LOCAL_RANK`` GPU.
         progress: show a progress bar (rank 0).
+        validate_every: also validate every this many steps (and at the last one), not only at
+            the end of each epoch; validation draws no training randomness, so the weights are
+            the same either way (and it is not part of the run's configuration).
+        on_validation: ``(step, validation) -> None``, called after each validation once its
+            checkpoint is saved (the hook of a sweep's pruner); an exception it raises stops
+            training and propagates, the run resumable from that checkpoint. Under torchrun it
+            runs on every rank and must decide alike on all.
 
     Raises:
         ConfigError: a conditioning field the store lacks, a train split smaller than a batch, or
@@ -106,8 +114,12 @@ class Trainer:
     """
 
     def __init__(self, store_ref: str | Path, out: str | Path, config: RunConfig, *, device: str = "cpu",
-                 progress: bool = True):
+                 progress: bool = True, validate_every: int | None = None,
+                 on_validation: Callable[[int, dict[str, float]], None] | None = None):
+        if validate_every is not None and validate_every < 1:
+            raise ConfigError(f"validate_every must be >= 1, got {validate_every}")
         self.config, self.progress = config, progress
+        self.validate_every, self.on_validation = validate_every, on_validation
         self.dist = Distributed.setup(device)
         try:
             self._prepare(store_ref, Path(out))
@@ -248,17 +260,26 @@ class Trainer:
                         if step % config.train.checkpoint_every == 0 or last:
                             self.save()
                         if last:
-                            finished_epoch = step % self.steps_per_epoch == 0 or out_of_time
+                            finished_epoch = (step % self.steps_per_epoch == 0 or out_of_time
+                                              or self.validate_every is not None)
                             break
+                        if (self.validate_every and step % self.validate_every == 0
+                                and step % self.steps_per_epoch != 0):
+                            self._validate_and_report(logger)
                     if finished_epoch:
-                        self.validation = self.validate()
-                        if self.validation:
-                            logger.log(stepper.step, self.validation)
-                            self.save()
+                        self._validate_and_report(logger)
         finally:
             logger.close()
         return TrainResult(self.run.path, stepper.step, scalars, self.validation,
                            seen / max(1e-9, time.perf_counter() - t_start), self.method.parameters(), dist.world_size)
+
+    def _validate_and_report(self, logger: RunLogger) -> None:
+        self.validation = self.validate()
+        if self.validation:
+            logger.log(self.stepper.step, self.validation)
+            self.save()
+            if self.on_validation is not None:
+                self.on_validation(self.stepper.step, dict(self.validation))
 
     def _broadcast_flag(self, flag: bool) -> bool:
         if self.dist.world_size == 1 or self.config.train.max_minutes is None:
@@ -292,12 +313,14 @@ def _differing(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def train(store_ref: str | Path, out: str | Path, config: RunConfig, *, device: str = "cpu",
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, validate_every: int | None = None,
+          on_validation: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train ``config.model`` on the train split of a store; resume if ``out`` holds its run.
 
     See :class:`Trainer` for the arguments and errors.
     """
-    return Trainer(store_ref, out, config, device=device, progress=progress).fit()
+    return Trainer(store_ref, out, config, device=device, progress=progress, validate_every=validate_every,
+                   on_validation=on_validation).fit()
 
 
 class _Bar:

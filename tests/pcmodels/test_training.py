@@ -125,3 +125,31 @@ def test_a_log_left_empty_by_a_kill_gets_its_header(tmp_path):
     logger.log(1, {"loss": 0.5})
     logger.close()
     assert (tmp_path / "log.csv").read_text().splitlines() == ["step,name,value", "1,loss,0.5"]
+
+
+def test_validation_hook_every_n_steps_stops_at_a_checkpoint_and_resumes_to_the_same_weights(tmp_path, store):
+    import torch
+
+    cfg = tiny(steps=12, overrides=("train.checkpoint_every=100",))
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def hook(step, validation):
+        seen.append((step, validation["val_loss"]))
+        if step == 8:
+            raise Stop  # e.g. a pruner: training stops, checkpointed at this step
+
+    with pytest.raises(Stop):
+        train(store, tmp_path / "run", cfg, progress=False, validate_every=4, on_validation=hook)
+    assert [s for s, _ in seen] == [4, 8]  # every 4 steps (the tiny store's epoch is longer)
+    assert Run.open(tmp_path / "run").load_checkpoint()[1]["step"] == 8
+    resumed = train(store, tmp_path / "run", cfg, progress=False, validate_every=4, on_validation=hook)
+    assert resumed.steps == 12 and [s for s, _ in seen] == [4, 8, 12]  # validated at the last step too
+    straight = train(store, tmp_path / "straight", cfg, progress=False)  # no hook: same weights
+    a, _ = Run.open(resumed.run).load_checkpoint()
+    b, _ = Run.open(straight.run).load_checkpoint()
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("module."))
+    with pytest.raises(ConfigError, match="validate_every must be >= 1, got 0"):
+        train(store, tmp_path / "r0", cfg, progress=False, validate_every=0)
