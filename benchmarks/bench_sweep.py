@@ -52,11 +52,11 @@ def main() -> None:
 
     store = args.store
     if store is None:
-        from pcdata.ingest import ingest_jetnet
+        from pcdata.ingest import IngestOptions, ingest_jetnet
         from tests.helpers import make_jetnet_file
 
         f = make_jetnet_file(args.out / "t.hdf5", args.jets, 30, seed=1)
-        store = ingest_jetnet([f], args.out / "store.zarr", workers=1, progress=False).path
+        store = ingest_jetnet([f], args.out / "store.zarr", cluster={"workers": 1}, options=IngestOptions(progress=False)).path
     every = max(1, args.steps // 4)
     doc = {"store": str(store), "model": "epic-fm", "config": args.config, "space": SPACE, "sampler": "grid",
            "metric": "w1m", "budget": {"trials": 8, "steps": args.steps}, "pruner": "none",
@@ -81,10 +81,10 @@ def main() -> None:
     print(f"sequential: {rows['sequential']['seconds']:.0f} s", flush=True)
 
     # 2. and 3. The study, without and with early stopping, on one cluster warmed first.
-    from pcdata.ingest.cluster import dask_client
+    from pcdata.cluster import ClusterSpec, connect
 
     t0 = time.perf_counter()
-    with dask_client(workers=args.workers) as client:
+    with connect(ClusterSpec(workers=args.workers)) as client:
         started = time.perf_counter() - t0
         client.run(_warm, spec.store, str(args.out / "warm"))
         warm_workers = time.perf_counter() - t0

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pcdata.ingest import ingest_jetnet
+from pcdata.ingest import IngestOptions, ingest_jetnet
 from pcmodels.errors import ConfigError
 from pcmodels.sweep import load_study
 from tests.conftest import REPO, run_cli
@@ -27,8 +27,7 @@ SPACE = {"optim.net.lr": [1.0e-5, 3.0e-3], "network.hidden": [16, 32], "network.
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, jetnet_files, scheduler):
-    return ingest_jetnet(jetnet_files[:1], tmp_path_factory.mktemp("st") / "s", scheduler=scheduler,
-                         progress=False).path
+    return ingest_jetnet(jetnet_files[:1], tmp_path_factory.mktemp("st") / "s", cluster=scheduler, options=IngestOptions(progress=False)).path
 
 
 def study_doc(store, /, **changes) -> dict:
