@@ -232,6 +232,10 @@ def connect(cluster: Any = None) -> Iterator[Any]:
         yield spec
         return
     if spec.kind == "scheduler":
+        if spec.scheduler_file and not os.path.isfile(spec.scheduler_file):
+            # distributed would wait for the file forever
+            raise ClusterError(f"cannot reach {spec.describe()} (no such file: start the scheduler with "
+                               f"dask scheduler --scheduler-file {spec.scheduler_file})")
         try:
             client = (Client(spec.address, timeout="10s") if spec.address
                       else Client(scheduler_file=spec.scheduler_file, timeout="10s"))
