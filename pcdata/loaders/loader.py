@@ -200,8 +200,9 @@ class _Source:
         fewer (not under 256) where the padded batch would pass 2**25 points (long showers)."""
         n = self.num_clouds
         max_clouds = min(max_clouds, max(256, (1 << 25) // max(1, self.store.max_points)))
-        ids = self.layout.select_at(np.linspace(0, n - 1, num=min(max_clouds, n)).astype(np.int64)) if n else np.zeros(0, np.int64)
-        clouds = self.store.take(ids, fields=[])
+        # (select_at truncates the ranks to integers; an empty selection gives no ranks, no clouds)
+        ids = self.layout.select_at(np.linspace(0, n - 1, num=min(max_clouds, n)))
+        clouds = self.store.take(ids, fields=[])  # pragma: no mutate (the fields come from fields_of below; None reads them too)
         rows = clouds.points if self.columns is None else clouds.points[:, self.columns]
         table = self.store.fields_of(ids, self.spec.fields)
         return self._batch(rows, clouds.offsets[:-1], clouds.counts.astype(np.int64), table,

@@ -253,3 +253,126 @@ def test_the_sample_transforms_are_fitted_on_is_spread_over_the_selection(jet_st
             pts = clouds.points[clouds.offsets[k]:clouds.offsets[k + 1]]
             np.testing.assert_array_equal(b["points"].numpy()[k, : counts[k]], pts[:, [2, 0]])
         np.testing.assert_array_equal(b["cloud"].numpy()[:, 0], jet_store.fields_of(ids, ["eta"])[:, 0])
+
+
+def test_the_state_is_the_documented_record_and_every_key_that_must_match_is_checked(jet_store):
+    loader = PointCloudLoader(jet_store, split="train", batch_size=25, seed=8)
+    it = iter(loader)
+    for _ in range(3):
+        next(it)
+    state = loader.state_dict()
+    assert state == {"method": "fragment-blocks-lanes-window-v2", "epoch": 0, "seed": 8, "batches": 3,
+                     "batch_size": 25, "world_size": 1, "split": "train", "num_clouds": loader.num_clouds}
+    for key, value in (("method", "another-method"), ("num_clouds", loader.num_clouds + 1), ("split", None)):
+        with pytest.raises(ValueError, match=rf"^loader state is for {key}={value!r}, this loader has {key}="):
+            PointCloudLoader(jet_store, split="train", batch_size=25, seed=8).load_state_dict({**state, key: value})
+    # Only epoch and batches are required: a state without the world size is of this world size.
+    bare = PointCloudLoader(jet_store, split="train", batch_size=25, seed=8)
+    bare.load_state_dict({"epoch": 0, "batches": 3})
+    assert bare.state_dict() == state
+
+
+def test_a_resume_onto_more_ranks_splits_the_batches_consumed(jet_store):
+    kw = dict(split=None, batch_size=25, seed=8)
+    reference = np.concatenate([b["index"].numpy() for b in PointCloudLoader(jet_store, **kw)])
+    state = {"epoch": 0, "batches": 2, "world_size": 2}  # 4 global batches consumed
+    ranks = [PointCloudLoader(jet_store, rank=r, world_size=4, **kw) for r in range(4)]
+    for loader in ranks:
+        loader.load_state_dict(state)
+        assert loader.state_dict()["batches"] == 1
+    streams = [[b["index"].numpy() for b in loader] for loader in ranks]
+    merged = [streams[r][i] for i in range(len(streams[0])) for r in range(4) if i < len(streams[r])]
+    assert np.array_equal(np.concatenate(merged), reference[4 * 25 :])
+
+
+def test_set_epoch_refuses_a_negative_epoch(jet_store):
+    with pytest.raises(ValueError, match=r"^epoch must be >= 0, got -1$"):
+        PointCloudLoader(jet_store, split=None).set_epoch(-1)
+
+
+def test_a_single_transform_is_a_pipeline_of_one(jet_store):
+    from pcdata.loaders.transforms import Standardize
+
+    one = PointCloudLoader(jet_store, split="val", batch_size=40, transforms=Standardize(["pt_rel"]))
+    listed = PointCloudLoader(jet_store, split="val", batch_size=40, transforms=[Standardize(["pt_rel"])])
+    assert one.transforms.to_dict() == listed.transforms.to_dict() and len(one.transforms) == 1
+    for a, b in zip(one, listed):
+        np.testing.assert_array_equal(a["points"].numpy(), b["points"].numpy())
+
+
+def test_worker_options_reach_the_workers_and_a_slot_holds_the_largest_batch(jet_store):
+    from pcdata.loaders import WorkerOptions
+
+    with pytest.raises(ValueError, match=r"^WorkerOptions.prefetch must be >= 1, got 0$"):
+        WorkerOptions(prefetch=0)
+    assert WorkerOptions(prefetch=1).prefetch == 1
+    opts = WorkerOptions(prefetch=3, start_method="spawn", timeout=7.5, pin_memory=True)
+    for pad in (20, "batch"):
+        loader = PointCloudLoader(jet_store, split=None, batch_size=64, pad=pad, shuffle=False, num_workers=2,
+                                  worker_options=opts)
+        pool = loader._workers(0, 0)
+        assert pool.slots == 4 and pool.ctx.get_start_method() == "spawn" and pool.timeout == 7.5
+        assert pool.pin is None  # no CUDA here: nothing to pin into
+        # The largest batch the options allow: full, padded to the pad or to the longest cloud.
+        width = 20 if pad == 20 else jet_store.max_points
+        full = next(iter(PointCloudLoader(jet_store, split=None, batch_size=64, pad=width, shuffle=False)))
+        largest = sum(t.numel() * t.element_size() for t in full.values())
+        assert pool.slot_bytes == -(-(int(1.25 * largest) + 1024) // 64) * 64  # a quarter more, and 1 KiB
+
+
+def test_pinned_memory_without_cuda_streams_the_plain_batches(jet_store):
+    from pcdata.loaders import WorkerOptions
+
+    kw = dict(split="val", batch_size=64, seed=1)
+    reference = collect(PointCloudLoader(jet_store, **kw))
+    for workers in (0, 2):
+        got = collect(PointCloudLoader(jet_store, num_workers=workers, worker_options=WorkerOptions(pin_memory=True), **kw))
+        for key in reference:
+            for a, b in zip(got[key], reference[key]):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_the_cache_holds_the_loaded_columns_as_float32(jet_store):
+    loader = PointCloudLoader(jet_store, split=None, features=["pt_rel", "eta_rel"], cache=True).preload()
+    rows = loader._source.cached_rows()
+    assert rows.dtype == np.float32 and rows.shape == (jet_store.num_points, 2)
+    np.testing.assert_array_equal(rows, jet_store.read().points[:, [2, 0]])
+
+
+def _one_long_cloud(path, n, long):
+    from pcdata import Clouds
+    from pcdata.store import write_store
+    from tests.loaders.conftest import jets_meta
+
+    counts = np.ones(n, np.int64)
+    counts[n // 2] = long
+    off = np.concatenate([[0], np.cumsum(counts)])
+    clouds = Clouds(np.zeros((off[-1], 3), np.float32), off, {"pt": np.ones(n, np.float32), "eta": np.zeros(n, np.float32),
+                    "n": counts.astype(np.int32)}, ("eta_rel", "phi_rel", "pt_rel"))
+    write_store(path, clouds, jets_meta(), clouds_per_fragment=n)
+    return path
+
+
+@pytest.mark.parametrize("long, size", [(1 << 14, 2048), (1 << 18, 256)])
+def test_the_binding_sample_keeps_under_2_25_points_but_takes_at_least_256_clouds(tmp_path, long, size):
+    # 2**25 / 2**14 = 2048 clouds padded to the longest; 2**25 / 2**18 = 128, raised to the floor of 256.
+    loader = PointCloudLoader(_one_long_cloud(tmp_path / "s", 5000, long), split=None)
+    b = loader._source.sample()
+    assert len(b["index"]) == size and b["counts"].dtype == torch.int64
+    np.testing.assert_array_equal(b["index"].numpy(), np.linspace(0, 4999, num=size).astype(np.int64))
+
+
+def test_the_binding_sample_of_an_empty_selection_is_an_empty_batch(tmp_path):
+    path = _one_long_cloud(tmp_path / "s", 1, 3)
+    from pcdata import open_store
+
+    empty = next(name for name in ("train", "val", "test") if not len(open_store(path).split_indices(name)))
+    loader = PointCloudLoader(path, split=empty)
+    b = loader._source.sample()
+    assert b["points"].shape[0] == 0 and b["index"].dtype == torch.int64 and len(list(loader)) == 0
+
+
+def test_repr_names_the_stream(jet_store):
+    loader = PointCloudLoader(jet_store, split="val", batch_size=64, rank=1, world_size=2)
+    assert repr(loader) == (f"<PointCloudLoader {str(jet_store.path)!r} split=val clouds={loader.num_clouds} "
+                            "batch_size=64 rank=1/2 workers=0 epoch=0>")
