@@ -376,3 +376,23 @@ def test_repr_names_the_stream(jet_store):
     loader = PointCloudLoader(jet_store, split="val", batch_size=64, rank=1, world_size=2)
     assert repr(loader) == (f"<PointCloudLoader {str(jet_store.path)!r} split=val clouds={loader.num_clouds} "
                             "batch_size=64 rank=1/2 workers=0 epoch=0>")
+
+
+def test_the_first_two_batches_are_read_as_a_round_of_their_own(jet_store):
+    """The first batch waits for its own clouds' chunks only: batches 0-1 of an iteration are one
+    round, then whole rounds (``round_batches`` of the readers sharing the stream) follow."""
+    loader = PointCloudLoader(jet_store, split=None, batch_size=16, seed=1,
+                              shuffle_options=ShuffleOptions(buffer_size=32, lanes=2))
+    source, plan = loader._source, loader.plan()
+    per = plan.round_batches(1)
+    ids = np.arange(plan.num_batches)
+    assert plan.num_batches > per  # two rounds at least
+    groups = [g.tolist() for g in source._rounds(plan, ids, 1)]
+    assert groups[:3] == [[0, 1], list(range(2, per)), list(range(per, min(2 * per, plan.num_batches)))]
+    assert sum(groups, []) == ids.tolist()
+    many = plan.round_batches(40)  # 40 readers: a round long enough for 16 batches each
+    assert many > plan.num_batches and [g.tolist() for g in source._rounds(plan, ids, 40)] == [[0, 1], ids[2:].tolist()]
+    resumed = ids[per - 1 :]  # a resume one batch before a round ends: that batch, then whole rounds
+    assert [g.tolist() for g in source._rounds(plan, resumed, 1)][:2] == [[per - 1], list(range(per, 2 * per))]
+    assert [g.tolist() for g in source._rounds(plan, ids[:2], 1)] == [[0, 1]]
+    assert list(source._rounds(plan, ids[:0], 1)) == []
