@@ -396,3 +396,103 @@ def test_the_first_two_batches_are_read_as_a_round_of_their_own(jet_store):
     assert [g.tolist() for g in source._rounds(plan, resumed, 1)][:2] == [[per - 1], list(range(per, 2 * per))]
     assert [g.tolist() for g in source._rounds(plan, ids[:2], 1)] == [[0, 1]]
     assert list(source._rounds(plan, ids[:0], 1)) == []
+
+
+def test_dequantisation_noise_is_named_by_seed_epoch_and_batch(shower_store):
+    """Batch k of epoch e draws its noise from a generator seeded with hash_seed(seed, e, k, 4): the
+    stream is fixed by its definition, and two batches, epochs or seeds never share noise."""
+    from pcdata.loaders.order import hash_seed
+    from pcdata.loaders.transforms import Dequantize
+
+    kw = dict(split=None, batch_size=20, pad=400, shuffle=False)
+    noisy = PointCloudLoader(shower_store, seed=3, transforms=[Dequantize(["layer", "alpha", "r"])], **kw)
+    raw = PointCloudLoader(shower_store, seed=3, **kw)
+    noise = {}
+    for epoch in (0, 1):
+        noisy.set_epoch(epoch)
+        raw.set_epoch(epoch)
+        for k, (got, plain) in enumerate(zip(noisy, raw)):
+            gen = torch.Generator().manual_seed(hash_seed(3, epoch, k, 4) & ((1 << 63) - 1))
+            want = noisy.transforms.forward(dict(plain), gen)
+            np.testing.assert_array_equal(got["points"].numpy(), want["points"].numpy())
+            if k < 2:
+                noise[epoch, k] = (got["points"] - plain["points"])[..., :3].numpy()
+    other = next(iter(PointCloudLoader(shower_store, seed=4, transforms=[Dequantize(["layer", "alpha", "r"])], **kw)))
+    noise["seed", 0] = (other["points"] - next(iter(PointCloudLoader(shower_store, seed=4, **kw)))["points"])[..., :3].numpy()
+    firsts = [noise[0, 0], noise[0, 1], noise[1, 0], noise["seed", 0]]
+    for i in range(len(firsts)):
+        for j in range(i + 1, len(firsts)):
+            assert not np.array_equal(firsts[i], firsts[j]), (i, j)
+
+
+def test_drop_last_counts_the_batches_of_every_rank(jet_store):
+    b = 63
+    assert (jet_store.num_clouds // b) % 2 == 1  # an odd number of full batches: one is dropped
+    loaders = [PointCloudLoader(jet_store, split=None, batch_size=b, drop_last=True, rank=r, world_size=2) for r in range(2)]
+    assert loaders[0].plan().num_batches == jet_store.num_clouds // b - 1
+    assert [len(list(x)) for x in loaders] == [len(loaders[0])] * 2 == [(jet_store.num_clouds // b) // 2] * 2
+
+
+def test_the_default_block_is_four_points_chunks_at_the_mean_multiplicity(jet_store):
+    from pcdata.loaders.order import fragment_blocks
+
+    loader = PointCloudLoader(jet_store, split=None)
+    block = round(4 * 1500 * jet_store.num_clouds / jet_store.num_points)  # points chunks of 1500 rows
+    np.testing.assert_array_equal(loader.plan().layout.blocks, fragment_blocks(jet_store.fragment_starts, block))
+    chosen = PointCloudLoader(jet_store, split=None, shuffle_options=ShuffleOptions(block_clouds=37))
+    np.testing.assert_array_equal(chosen.plan().layout.blocks, fragment_blocks(jet_store.fragment_starts, 37))
+    assert PointCloudLoader(jet_store, split=None, bucket=8).plan().bucket == 8
+    assert PointCloudLoader(jet_store, split=None, bucket=8, shuffle_options=ShuffleOptions(lanes=3)).plan().lanes == 3
+
+
+def test_a_stream_sent_to_a_spawned_worker_opens_the_store_itself(tmp_path, jets):
+    """What a spawned worker gets is the pickled stream without the source: it reopens the store by
+    path, with the same options (an interrupted store included) and yields the same batches."""
+    import pickle
+
+    from pcdata import open_store
+    from pcdata.loaders.loader import _Stream
+    from pcdata.store import prepare_store
+    from tests.loaders.conftest import CHUNKS, jets_meta
+
+    from dataclasses import replace
+
+    b = prepare_store(tmp_path / "s", replace(jets_meta(), expected_fragments=3, layout=CHUNKS))
+    b.commit(b.writer().write("f000000000", jets.slice(0, 1100)))
+    b.close()
+    store = open_store(tmp_path / "s", allow_incomplete=True)
+    loader = PointCloudLoader(store, split=None, batch_size=64, seed=2, features=["pt_rel"], fields=["n"])
+    stream = _Stream(loader._spec, 0, 3, loader._source)
+    sent = pickle.loads(pickle.dumps(stream))
+    assert sent.source is None and stream.source is loader._source
+    want = list(iter(stream))
+    got = list(sent.iter_share(0, 1))
+    assert len(got) == len(want) == len(loader) - 3
+    for a, c in zip(got, want):
+        for key in a:
+            np.testing.assert_array_equal(a[key].numpy(), c[key].numpy())
+    assert [b["points"].shape[2] for b in got[:1]] == [1]
+
+
+def test_padding_is_checked_and_numpy_integers_are_numbers(jet_store):
+    for bad in (0, -3, True, 2.5, "longest"):
+        with pytest.raises(ValueError, match=rf"^pad must be 'batch' or a number of points >= 1, got {bad!r}$"):
+            PointCloudLoader(jet_store, split=None, pad=bad)
+    loader = PointCloudLoader(jet_store, split=None, batch_size=10, pad=np.int64(7))
+    assert next(iter(loader))["points"].shape == (10, 7, 3)
+    one = PointCloudLoader(jet_store, split=None, batch_size=10, pad=1)
+    assert next(iter(one))["points"].shape[1] == 1
+
+
+def test_constructor_checks_name_the_option(jet_store):
+    with pytest.raises(ValueError, match=r"^batch_size must be >= 1, got 0$"):
+        PointCloudLoader(jet_store, batch_size=0)
+    with pytest.raises(ValueError, match=r"^num_workers must be >= 0, got -1$"):
+        PointCloudLoader(jet_store, num_workers=-1)
+    with pytest.raises(KeyError, match=rf"{jet_store.path}: no point feature 'mass' \(has eta_rel, phi_rel, pt_rel\)"):
+        PointCloudLoader(jet_store, features=["eta_rel", "mass"])
+    with pytest.raises(KeyError, match=rf"{jet_store.path}: no cloud field 'charge' \(has pt, eta, n\)"):
+        PointCloudLoader(jet_store, fields=["pt", "charge"])
+    one = PointCloudLoader(jet_store, batch_size=1, num_workers=0)
+    assert one.batch_size == 1 and one.num_workers == 0 and one.cloud_features == ("pt", "eta", "n")
+    assert one.point_features == ("eta_rel", "phi_rel", "pt_rel") and (one.rank, one.world_size) == (0, 1)
