@@ -496,3 +496,28 @@ def test_constructor_checks_name_the_option(jet_store):
     one = PointCloudLoader(jet_store, batch_size=1, num_workers=0)
     assert one.batch_size == 1 and one.num_workers == 0 and one.cloud_features == ("pt", "eta", "n")
     assert one.point_features == ("eta_rel", "phi_rel", "pt_rel") and (one.rank, one.world_size) == (0, 1)
+
+
+def test_each_reading_path_is_the_one_the_store_and_options_call_for(tmp_path, jets):
+    """Raw chunks are gathered from the page cache (no decoding ring), unless a subset of features
+    is loaded (then the mapped rows would carry every column) or the cache is asked for."""
+    from pcdata import open_store
+    from pcdata.store import ChunkSpec, write_store
+    from tests.loaders.conftest import jets_meta
+
+    write_store(tmp_path / "raw", jets.slice(0, 600), jets_meta(), clouds_per_fragment=250,
+                chunks=ChunkSpec(points_rows=1024, clouds=500, cname="none"))
+    raw = open_store(tmp_path / "raw")
+    kw = dict(split=None, batch_size=50, seed=1)
+    mapped = PointCloudLoader(raw, **kw)
+    reference = collect(mapped)
+    assert mapped._source._mapped is not None and mapped._source._ring is None  # never decoded
+    cached = PointCloudLoader(raw, cache=True, **kw)
+    assert [np.array_equal(a, b) for a, b in zip(collect(cached)["points"], reference["points"])] == [True] * 12
+    assert cached._source._mapped is False and cached._source._rows is not None  # the cache, not the mapping
+    subset = PointCloudLoader(raw, features=["pt_rel", "eta_rel"], **kw)
+    got = collect(subset)
+    assert subset._source.mapped_rows() is None and subset._source._ring is not None
+    for batch_points, index in zip(got["points"], got["index"]):
+        ref = raw.take(index).padded()
+        np.testing.assert_array_equal(batch_points, ref.points[..., [2, 0]])
