@@ -353,9 +353,10 @@ def _one_long_cloud(path, n, long):
     return path
 
 
-@pytest.mark.parametrize("long, size", [(1 << 14, 2048), (1 << 18, 256)])
+@pytest.mark.parametrize("long, size", [(1, 4096), (1 << 14, 2048), (1 << 18, 256)])
 def test_the_binding_sample_keeps_under_2_25_points_but_takes_at_least_256_clouds(tmp_path, long, size):
-    # 2**25 / 2**14 = 2048 clouds padded to the longest; 2**25 / 2**18 = 128, raised to the floor of 256.
+    # At most 4096 clouds by default; 2**25 / 2**14 = 2048 clouds padded to the longest; 2**25 / 2**18 =
+    # 128, raised to the floor of 256.
     loader = PointCloudLoader(_one_long_cloud(tmp_path / "s", 5000, long), split=None)
     b = loader._source.sample()
     assert len(b["index"]) == size and b["counts"].dtype == torch.int64
