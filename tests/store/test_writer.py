@@ -445,3 +445,26 @@ def test_a_path_that_is_a_file_or_an_empty_directory(tmp_path):
     write_store(nested, make_clouds(5), template())
     assert open_store(nested).num_clouds == 5
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_fragment_group_documents_itself_and_every_shard_is_fsynced(tmp_path, clouds, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real(fd))
+    b = prepare_store(tmp_path / "s", _planned(1))
+    fan = tmp_path / "s" / "fragments" / b.generation / "d000000"
+    fan.mkdir()  # a fan directory left without its zarr.json (killed in between): completed, not an error
+    b.commit(b.writer().write("f000000000", clouds.slice(0, 10)))
+    frag = fan / "f000000000"
+    for shard in ("points/c.0.0", "offsets/c.0", "cloud/pt/c.0", "cloud/n/c.0"):  # in the group before its rename
+        assert any(p.startswith(f"{fan}/.f000000000.tmp-") and p.endswith(f"/{shard}") for p in synced), shard
+    doc = lambda p: json.loads((p / "zarr.json").read_text())  # noqa: E731
+    assert doc(fan) == doc(tmp_path / "s" / "fragments") == {"zarr_format": 3, "node_type": "group", "attributes": {}}
+    assert doc(frag)["attributes"] == {"pcdata": {"fragment": "f000000000", "num_clouds": 10,
+                                                  "num_points": clouds.slice(0, 10).num_points}}
+    assert doc(frag / "cloud")["node_type"] == "group"
+    pts, off, pt = doc(frag / "points"), doc(frag / "offsets"), doc(frag / "cloud" / "pt")
+    assert pts["attributes"] == {"feature_names": ["x", "y", "z"], "units": ["", "", ""], "descriptions": ["", "", ""]}
+    assert off["dimension_names"] == ["cloud_edge"]
+    assert off["attributes"] == {"description": "points of cloud i are rows offsets[i]:offsets[i+1] of points"}
+    assert pt["attributes"] == {"units": "GeV", "description": ""} and pt["dimension_names"] == ["cloud"]
