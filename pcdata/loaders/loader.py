@@ -119,7 +119,8 @@ class _Source:
                 self._rows = s.read_points(0, s.num_points)
             else:  # a fragment at a time, so only the kept columns are ever held whole
                 rows = np.empty((s.num_points, len(self.columns)), dtype=np.float32)
-                for a, b in zip(s.point_starts[:-1], s.point_starts[1:]):
+                for k in range(s.num_fragments):
+                    a, b = s.point_starts[k], s.point_starts[k + 1]
                     rows[a:b] = s.read_points(a, b)[:, self.columns]
                 self._rows = rows
         return self._rows
@@ -155,7 +156,7 @@ class _Source:
             groups[:1] = [groups[0][:_FIRST_ROUND], groups[0][_FIRST_ROUND:]]
         yield from groups
 
-    def batches(self, epoch: int, batch_ids: np.ndarray, readers: int = 1) -> Iterator[dict]:
+    def batches(self, epoch: int, batch_ids: np.ndarray, readers: int) -> Iterator[dict]:
         """The given global batches of ``epoch``, in order, read a round at a time."""
         sp, plan, s = self.spec, self.plan(epoch), self.store
         for group in self._rounds(plan, batch_ids, readers):
@@ -200,8 +201,9 @@ class _Source:
         fewer (not under 256) where the padded batch would pass 2**25 points (long showers)."""
         n = self.num_clouds
         max_clouds = min(max_clouds, max(256, (1 << 25) // max(1, self.store.max_points)))
-        ids = self.layout.select_at(np.linspace(0, n - 1, num=min(max_clouds, n)).astype(np.int64)) if n else np.zeros(0, np.int64)
-        clouds = self.store.take(ids, fields=[])
+        # (select_at truncates the ranks to integers; an empty selection gives no ranks, no clouds)
+        ids = self.layout.select_at(np.linspace(0, n - 1, num=min(max_clouds, n)))
+        clouds = self.store.take(ids, fields=[])  # pragma: no mutate (the fields come from fields_of below; None reads them too)
         rows = clouds.points if self.columns is None else clouds.points[:, self.columns]
         table = self.store.fields_of(ids, self.spec.fields)
         return self._batch(rows, clouds.offsets[:-1], clouds.counts.astype(np.int64), table,
@@ -436,9 +438,10 @@ class PointCloudLoader:
         n = sp.pad if sp.pad is not None else self.store.max_points
         b = sp.batch_size
         need = b * n * (4 * len(sp.features) + 1) + b * 4 * len(self.cloud_features) + 2 * 8 * b
-        pin = _pin if w.pin_memory and torch.cuda.is_available() else None
+        pin = _pin if w.pin_memory and torch.cuda.is_available() else None  # pragma: no mutate (CUDA only: none here)
         return WorkerPool(_Stream(sp, epoch, start, self._source), self.num_workers, int(1.25 * need) + 1024,
-                          slots=w.prefetch + 1, start_method=w.start_method, timeout=w.timeout, pin=pin)
+                          slots=w.prefetch + 1, start_method=w.start_method, timeout=w.timeout,
+                          pin=pin)  # pragma: no mutate (as above)
 
     def __iter__(self) -> Iterator[dict]:
         epoch, start = self._epoch, self._consumed

@@ -207,8 +207,7 @@ class StoreBuilder:
     def _add(self, info: FragmentInfo) -> None:
         # Statistics are merged in fragment order as soon as a prefix is complete, so the result
         # does not depend on scheduling and the builder keeps only the out-of-order moments.
-        if not 0 <= info.index < self.meta.expected_fragments:
-            raise StoreFormatError(f"{self.path}: fragment {info.id} is outside the planned {self.meta.expected_fragments}")
+        self._check_planned(info)
         self._infos[info.id] = replace(info, moments={})
         self._waiting[info.index] = info.moments
         while self._next in self._waiting:
@@ -216,6 +215,10 @@ class StoreBuilder:
             for name in self._merged:
                 self._merged[name] = self._merged[name].merge(moments.get(name, Moments()))
             self._next += 1
+
+    def _check_planned(self, info: FragmentInfo) -> None:
+        if not 0 <= info.index < self.meta.expected_fragments:
+            raise StoreFormatError(f"{self.path}: fragment {info.id} is outside the planned {self.meta.expected_fragments}")
 
     def _write_root(self, meta: StoreMeta) -> None:
         if self.replacing is None:
@@ -231,6 +234,7 @@ class StoreBuilder:
             if old is not None and old.checksum != info.checksum:
                 raise StoreFormatError(f"{self.path}: fragment {info.id} committed twice with different content")
             if old is None and info.id not in {i.id for i in new}:
+                self._check_planned(info)  # before anything is written: a refused fragment is never listed
                 new.append(info)
         if not new:
             return

@@ -339,3 +339,23 @@ def test_round_pieces_are_maximal_runs():
     block = np.searchsorted(plan.layout.blocks, rd.seq[rd.piece_starts[:-1]], side="right")
     # A new piece starts at a new block, or where a segment ends (at most one per segment).
     assert int((np.diff(block) == 0).sum()) <= plan.lanes
+
+
+@pytest.mark.parametrize("lanes", [2, 3])
+def test_a_round_piece_never_spans_two_segments(lanes):
+    """A piece is one block's run inside one segment: where a block straddles the boundary of two
+    lanes' segments (or of the last lane and the tail), the run is cut there."""
+    plan = _plan(selection=SELECTION, batch_size=16, options=ShuffleOptions(lanes=lanes, buffer_size=40))
+    segment = {}
+    for k in range(plan.num_batches):
+        for cloud in plan.batch(k).tolist():
+            segment[cloud] = plan._where(k)[0]
+    rd = plan.round(np.arange(plan.num_batches))
+    seg = np.array([segment[c] for c in rd.seq.tolist()])
+    starts = rd.piece_starts
+    for a, b in zip(starts[:-1], starts[1:]):
+        assert len(np.unique(seg[a:b])) == 1, (a, b)
+    block = np.searchsorted(plan.layout.blocks, rd.seq, side="right")
+    # The case is really there: pieces cut inside one block, at a segment's end.
+    cut_in_block = [a for a in starts[1:-1] if block[a] == block[a - 1]]
+    assert cut_in_block and all(seg[a] != seg[a - 1] for a in cut_in_block)

@@ -167,3 +167,126 @@ def test_cached_fragments_are_bounded_in_bytes_and_evicted_ones_read_again(tmp_p
         assert len(store._cache) == 20
     monkeypatch.setattr(reader, "_CACHE_BYTES", 1)
     assert open_store(path)._cache_limit == 16  # never fewer than 16
+
+
+def test_describe_is_the_documented_summary(store_path, clouds):
+    from pcdata.store.splits import split_sizes
+
+    s = open_store(store_path)
+    d = s.describe()
+    m = s.meta
+    sizes = split_sizes(len(clouds), m.splits)
+    assert d == {
+        "path": str(store_path), "format": m.format, "version": 2, "kind": "events", "coords": "none",
+        "status": "complete", "num_clouds": 2000, "num_points": clouds.num_points,
+        "points_per_cloud": {"mean": float(clouds.counts.mean()), "max": int(clouds.counts.max())},
+        "point_features": [f.to_dict() for f in m.point_features],
+        "cloud_features": [{"name": "pt", "unit": "GeV", "dtype": "float32", "description": ""},
+                           {"name": "n", "unit": "", "dtype": "int32", "description": ""}],
+        "splits": {"seed": m.splits.seed, "method": m.splits.method,
+                   "train": {"fraction": 0.7, "count": sizes["train"]}, "val": {"fraction": 0.15, "count": sizes["val"]},
+                   "test": {"fraction": 0.15, "count": sizes["test"]}},
+        "stats": {k: v.to_dict() for k, v in m.stats.items()}, "num_fragments": 3,
+        "provenance": m.provenance.to_dict(), "attrs": {},
+    }
+    assert sum(sizes.values()) == 2000 and set(d["stats"]) == {"x", "y", "z", "pt", "n"}
+    assert repr(s) == f"<Store {str(store_path)!r} kind=events clouds=2000 points={clouds.num_points} features=['x', 'y', 'z']>"
+    assert len(s) == 2000 and s.complete and s.kind == "events" and s.coords == "none"
+    assert s.max_points == int(clouds.counts.max()) and s.num_fragments == 3
+    np.testing.assert_array_equal(s.counts, clouds.counts)
+    np.testing.assert_array_equal(s.fragment_starts, [0, 700, 1400, 2000])
+    np.testing.assert_array_equal(s.point_starts, clouds.offsets[[0, 700, 1400, 2000]])
+
+
+def test_an_empty_store_describes_itself_without_numbers(tmp_path):
+    write_store(tmp_path / "e", make_clouds(0), template())
+    s = open_store(tmp_path / "e")
+    d = s.describe()
+    assert d["points_per_cloud"] == {"mean": None, "max": None} and d["num_clouds"] == 0
+    assert s.max_points == 0 and len(s.read()) == 0 and s.field("pt").shape == (0,)
+    assert s.take([]).points.shape == (0, 3) and s.take([]).fields["n"].shape == (0,)
+
+
+def test_indexing_reads_in_the_order_asked_with_negative_indices_and_steps(store_path, clouds):
+    s = open_store(store_path)
+    assert s[10:1500:7].equals(clouds.take(np.arange(10, 1500, 7)))
+    assert s[::-1].equals(clouds.take(np.arange(1999, -1, -1)))
+    assert s[-5:].equals(clouds.slice(1995, 2000)) and s[1990:5000].equals(clouds.slice(1990, 2000))
+    assert s.take([-1, 0, -2000]).equals(clouds.take([1999, 0, 0]))
+    assert s.read(1500, 1400).points.shape == (0, 3)  # an empty range
+    for bad in ([2000], [-2001], [0, 5000]):
+        with pytest.raises(IndexError, match="^cloud index out of range for a store of 2000 clouds$"):
+            s.take(bad)
+    one = s.cloud(-1)
+    np.testing.assert_array_equal(one["points"], clouds.cloud(1999)["points"])
+    part = s.take([700, 3], fields=["n"])
+    assert list(part.fields) == ["n"] and part.equals(clouds.take([700, 3]).__class__(
+        clouds.take([700, 3]).points, clouds.take([700, 3]).offsets, {"n": clouds.fields["n"][[700, 3]]}, clouds.point_features))
+    with pytest.raises(KeyError, match=r"no cloud field 'charge' \(has pt, n\)"):
+        s.take([1], fields=["charge"])
+    with pytest.raises(KeyError, match="no cloud field 'charge'"):
+        s.field("charge")
+    np.testing.assert_array_equal(s.field("n"), clouds.fields["n"])
+
+
+def test_point_ranges_and_fields_of_any_order(store_path, clouds):
+    s = open_store(store_path)
+    idx = np.array([1999, 5, 700, 699, 5, 1400])
+    starts, counts = s.point_ranges(idx)
+    np.testing.assert_array_equal(starts, clouds.offsets[idx])
+    np.testing.assert_array_equal(counts, clouds.counts[idx])
+    assert starts.dtype == counts.dtype == np.int64
+    table = s.fields_of(idx, ["n", "pt"])
+    assert table.dtype == np.float32 and table.shape == (6, 2)
+    np.testing.assert_array_equal(table, np.stack([clouds.fields["n"][idx], clouds.fields["pt"][idx]], 1).astype(np.float32))
+    assert s.fields_of(idx[:0], ["pt"]).shape == (0, 1)
+    frags = list(s.iter_fragments())
+    assert [len(f) for f in frags] == [700, 700, 600] and frags[1].equals(clouds.slice(700, 1400))
+
+
+def test_read_points_clips_to_the_store_and_checks_its_buffer(store_path, clouds):
+    s = open_store(store_path)
+    n = clouds.num_points
+    np.testing.assert_array_equal(s.read_points(-10, 5), clouds.points[:5])
+    np.testing.assert_array_equal(s.read_points(n - 3, n + 100), clouds.points[n - 3 :])
+    assert s.read_points(7, 7).shape == (0, 3) and s.read_points(9, 2).shape == (0, 3)
+    a = int(clouds.offsets[699]) - 4  # across both fragment boundaries
+    b = int(clouds.offsets[1401]) + 4
+    out = np.full((b - a, 3), -1, np.float32)
+    assert s.read_points(a, b, out) is out
+    np.testing.assert_array_equal(out, clouds.points[a:b])
+    for wrong in (np.zeros((b - a, 2), np.float32), np.zeros((b - a + 1, 3), np.float32),
+                  np.zeros((3, b - a), np.float32).T):
+        with pytest.raises(ValueError, match=rf"^out must be C-contiguous float32 \({b - a}, 3\)"):
+            s.read_points(a, b, wrong)
+    assert s.map_points() is None  # lz4 chunks: nothing to map
+
+
+@pytest.mark.parametrize("offsets, what", [([1, 5, 9], "first"), ([0, 5, 8], "last"), ([0, 6, 3, 9], "falling")])
+def test_every_kind_of_damaged_offsets_is_named(tmp_path, offsets, what):
+    import zarr
+
+    from pcdata import Clouds
+
+    n = len(offsets) - 1
+    c = Clouds(np.zeros((9, 3), np.float32), np.array([0, 4, 9] if n == 2 else [0, 3, 6, 9], np.int64),
+               {"pt": np.zeros(n, np.float32), "n": np.zeros(n, np.int32)}, ("x", "y", "z"))
+    write_store(tmp_path / "s", c, template())
+    arr = zarr.open_array(str(shard(tmp_path / "s", 0, "offsets").parent), mode="r+")
+    arr[:] = np.array(offsets, np.int64)
+    with pytest.raises(StoreFormatError, match=r"fragment f000000000: damaged offsets \(they must rise from 0 to 9\)"):
+        open_store(tmp_path / "s").read()
+
+
+def test_a_file_or_a_root_that_disagrees_with_its_manifests_is_refused(tmp_path, store_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(NotAStoreError, match=rf"^{f}: not a pcdata store \(a file, expected a Zarr store directory\)$"):
+        open_store(f)
+    with pytest.raises(NotAStoreError, match=rf"^{tmp_path}: not a pcdata store \(no zarr.json with pcdata metadata\)$"):
+        open_store(tmp_path)
+    doc = json.loads((store_path / "zarr.json").read_text())
+    doc["attributes"]["pcdata"]["num_clouds"] += 1
+    (store_path / "zarr.json").write_text(json.dumps(doc))
+    with pytest.raises(StoreFormatError, match=r"the manifests list 2000 clouds and \d+ points, the root metadata 2001 and \d+$"):
+        open_store(store_path)

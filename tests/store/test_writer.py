@@ -237,3 +237,234 @@ def test_commits_in_any_order_give_the_store_in_fragment_order(tmp_path, clouds)
     assert [f.id for f in s.fragments] == list(parts)
     assert s.read().equals(clouds.slice(0, 20))
     assert read_root(path).meta.num_fragments == 3
+
+
+# -- in-process tests of the build's rules (the mutation run of writer.py runs these, no forks) --------
+
+
+def test_the_content_checksum_is_sha256_of_the_documented_bytes(clouds):
+    import hashlib
+
+    part = clouds.slice(5, 9)
+    h = hashlib.sha256()
+    h.update(part.points.astype("<f4").tobytes())
+    h.update(part.offsets.astype("<i8").tobytes())
+    for name in ("pt", "n"):  # in the clouds' field order, each named with its dtype
+        v = part.fields[name]
+        h.update(f"{name}:{v.dtype.str}".encode() + v.tobytes())
+    assert content_checksum(part) == "sha256:" + h.hexdigest()
+    wide = type(part)(part.points.astype(np.float64), part.offsets.astype(np.int32), part.fields, part.point_features)
+    assert content_checksum(wide) == content_checksum(part)  # of the content, not of the input's dtypes
+    renamed = type(part)(part.points, part.offsets, {"pt": part.fields["pt"], "m": part.fields["n"]}, part.point_features)
+    assert content_checksum(renamed) != content_checksum(part)
+
+
+def test_a_fragment_is_fsynced_unless_asked_not_to(tmp_path, clouds, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    b = prepare_store(tmp_path / "s", _planned(2))
+    synced.clear()
+    b.writer().write("f000000000", clouds.slice(0, 10))
+    assert len(synced) >= 4  # the points, offsets and two field shards, and the fan directory
+    synced.clear()
+    info = b.writer(fsync=False).write("f000000001", clouds.slice(10, 20))
+    assert synced == [] and b.writer(fsync=False).fsync is False
+    b.commit(info)
+    b.close()
+
+
+def test_a_fragment_that_is_not_what_the_store_declares_is_refused(tmp_path, clouds):
+    from pcdata import Clouds
+
+    b = prepare_store(tmp_path / "s", _planned(1))
+    w = b.writer()
+    part = clouds.slice(0, 10)
+    other = Clouds(part.points, part.offsets, part.fields, ("x", "y", "w"))
+    with pytest.raises(ValueError, match=r"^fragment f000000000: point features \('x', 'y', 'w'\), the store has \('x', 'y', 'z'\)$"):
+        w.write("f000000000", other)
+    missing = Clouds(part.points, part.offsets, {"pt": part.fields["pt"]}, part.point_features)
+    with pytest.raises(ValueError, match=r"^fragment f000000000: cloud fields \['pt'\], the store has \['pt', 'n'\]$"):
+        w.write("f000000000", missing)
+    wrong = Clouds(part.points, part.offsets, {**part.fields, "n": part.fields["n"].astype(np.int64)}, part.point_features)
+    with pytest.raises(ValueError, match=r"^fragment f000000000: cloud field 'n' is int64, the store declares int32$"):
+        w.write("f000000000", wrong)
+    assert sorted(os.listdir(tmp_path / "s" / "fragments" / b.generation)) == ["zarr.json"]  # nothing written
+    wide = Clouds(part.points.astype(np.float64), part.offsets, part.fields, part.point_features)
+    info = w.write("f000000000", wide)  # float64 points are stored as float32
+    assert info == w.write("f000000000", part)
+    assert (info.num_clouds, info.num_points, info.max_points) == (10, part.num_points, int(part.counts.max()))
+    assert info.source == {} and w.write("f000000000", part, source={"file": "a"}).source == {"file": "a"}
+    b.commit(info)
+    b.finish()
+    s = open_store(tmp_path / "s")
+    assert s.read().equals(part) and s.stats["z"].count == part.num_points
+
+
+def test_commits_refuse_conflicts_and_fragments_outside_the_plan_and_finish_counts_them(tmp_path, clouds):
+    from pcdata.errors import StoreFormatError
+
+    path = tmp_path / "s"
+    b = prepare_store(path, _planned(2))
+    w = b.writer()
+    first = w.write("f000000000", clouds.slice(0, 10))
+    b.commit(first, first)  # the same fragment twice in one batch: listed once
+    assert b.meta.num_fragments == 1 and b.meta.num_clouds == 10 and b.meta.manifests.log == 1
+    b.commit(first)  # again, same content: nothing new written
+    assert b.meta.manifests.log == 1 and b.committed == {"f000000000"}
+    changed = replace(first, checksum="sha256:" + "0" * 64)
+    with pytest.raises(StoreFormatError, match=rf"^{path}: fragment f000000000 committed twice with different content$"):
+        b.commit(changed)
+    with pytest.raises(StoreFormatError, match=rf"^{path}: fragment f000000002 is outside the planned 2$"):
+        b.commit(w.write("f000000002", clouds.slice(10, 20)))
+    with pytest.raises(RuntimeError, match=rf"^{path}: 1 of 2 fragments committed$"):
+        b.finish()
+    second = w.write("f000000001", clouds.slice(10, 25))
+    b.commit(second)
+    assert (b.meta.num_fragments, b.meta.num_clouds, b.meta.num_points) == (2, 25, clouds.slice(0, 25).num_points)
+    meta = b.finish(attrs={"note": "x"})
+    assert meta.status == "complete" and meta.attrs == {"note": "x"} and meta.stats["n"].max == clouds.counts[:25].max()
+    assert sorted(os.listdir(path)) == ["fragments", "manifests", "zarr.json"]  # lock released, logs gone
+
+
+def test_abort_removes_a_new_store_and_restores_a_replaced_one(tmp_path, store_path):
+    new = prepare_store(tmp_path / "new", _planned(1))
+    new.commit(new.writer().write("f000000000", make_clouds(5)))
+    new.abort()
+    assert not (tmp_path / "new").exists()
+    before = _root(store_path)
+    b = prepare_store(store_path, _planned(1, "other"), overwrite=True)
+    b.commit(b.writer().write("f000000000", make_clouds(5)))
+    b.abort()
+    assert _root(store_path) == before and open_store(store_path).num_clouds == 2000
+    assert sorted(p.name for p in (store_path / "fragments").iterdir()) == [before["pcdata"]["generation"], "zarr.json"]
+    assert sorted(os.listdir(store_path)) == ["fragments", "manifests", "zarr.json"]  # no lock left
+
+
+def test_a_failed_write_store_leaves_nothing_and_a_failed_resume_keeps_the_build(tmp_path, monkeypatch):
+    from pcdata.store.writer import FragmentWriter
+
+    c = make_clouds(30, seed=4)
+    real = FragmentWriter.write
+
+    def fail_second(self, fid, clouds, **kw):
+        if fid == "f000000001":
+            raise OSError(5, "Input/output error")
+        return real(self, fid, clouds, **kw)
+
+    monkeypatch.setattr(FragmentWriter, "write", fail_second)
+    with pytest.raises(OSError, match="Input/output"):
+        write_store(tmp_path / "s", c, template(), clouds_per_fragment=10)
+    assert not (tmp_path / "s").exists() and os.listdir(tmp_path) == []  # a new store: removed whole
+    b = prepare_store(tmp_path / "s", replace(template(), expected_fragments=3))
+    b.commit(b.writer().write("f000000000", c.slice(0, 10)))
+    b.close()  # interrupted with one fragment committed
+    with pytest.raises(OSError, match="Input/output"):
+        write_store(tmp_path / "s", c, template(), clouds_per_fragment=10)
+    assert read_root(tmp_path / "s").meta.num_fragments == 1  # a resumed build keeps what it had
+    monkeypatch.undo()
+    meta = write_store(tmp_path / "s", c, template(), clouds_per_fragment=10)
+    assert meta.num_fragments == meta.expected_fragments == 3
+    s = open_store(tmp_path / "s")
+    assert [f.source for f in s.fragments] == [{}, {"start": 10, "stop": 20}, {"start": 20, "stop": 30}]  # (0: by hand)
+    assert s.read().equals(c)
+    assert write_store(tmp_path / "e", make_clouds(0), template()).num_fragments == 1  # no clouds: one empty fragment
+    assert write_store(tmp_path / "t", c, template(), clouds_per_fragment=29).num_fragments == 2
+
+
+def test_an_interrupted_build_of_other_inputs_is_refused_or_replaced(tmp_path, clouds):
+    path = tmp_path / "s"
+    b = prepare_store(path, _planned(2, "first"))
+    b.commit(b.writer().write("f000000000", clouds.slice(0, 10)))
+    b.close()
+    with pytest.raises(StoreExistsError, match=rf"^{path}: holds an interrupted ingest of other inputs or options; "
+                                               "remove it or pass --overwrite$"):
+        prepare_store(path, _planned(1, "second"))
+    fresh = prepare_store(path, _planned(1, "second"), overwrite=True)
+    assert not fresh.resumed and fresh.committed == set() and fresh.generation != b.generation
+    assert sorted(p.name for p in (path / "fragments").iterdir()) == [fresh.generation, "zarr.json"]
+    assert sorted(p.name for p in (path / "manifests").iterdir()) == [fresh.generation]
+    fresh.commit(fresh.writer().write("f000000000", clouds.slice(0, 3)))
+    fresh.finish()
+    assert open_store(path).read().equals(clouds.slice(0, 3))
+
+
+def test_an_interrupted_replacement_resumes_beside_the_old_store(store_path):
+    first = prepare_store(store_path, _planned(2, "new"), overwrite=True)
+    first.commit(first.writer().write("f000000000", make_clouds(5, seed=6)))
+    first.close()  # killed mid-replacement: the old store is still the one readers see
+    assert open_store(store_path).num_clouds == 2000
+    again = prepare_store(store_path, _planned(2, "new"), overwrite=True)
+    assert again.resumed and again.generation == first.generation and again.committed == {"f000000000"}
+    assert again.replacing is not None
+    again.commit(again.writer().write("f000000001", make_clouds(7, seed=7)))
+    again.finish()
+    assert open_store(store_path).num_clouds == 12
+    with pytest.raises(StoreExistsError, match="already exists; pass --overwrite"):
+        prepare_store(store_path, _planned(1, "new"))
+
+
+def test_creations_killed_before_their_rename_are_cleaned_when_stale(tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from pcdata.store.lock import LOCK_NAME, StoreLock
+
+    old = tmp_path / ".s.pcdata-new-old"
+    old.mkdir()
+    os.utime(old, (time.time() - 120, time.time() - 120))  # no lock, two minutes old: stale
+    young = tmp_path / ".s.pcdata-new-young"
+    young.mkdir()  # no lock yet, just made: maybe a live creation
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    locked_dead = tmp_path / ".s.pcdata-new-dead"
+    locked_dead.mkdir()
+    (locked_dead / LOCK_NAME).write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "token": "t",
+                                                     "started": None, "time": "then", "command": "killed"}))
+    live = tmp_path / ".s.pcdata-new-live"
+    live.mkdir()
+    StoreLock.create(live, "live")  # this process: alive
+    write_store(tmp_path / "s", make_clouds(5), template())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".s.pcdata-new-live", ".s.pcdata-new-young", "s"]
+
+
+def test_a_path_that_is_a_file_or_an_empty_directory(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(StoreExistsError, match=rf"^{f}: exists and is not a pcdata store; refusing to write there$"):
+        write_store(f, make_clouds(5), template(), overwrite=True)
+    assert f.read_text() == "x"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_store(empty, make_clouds(5), template())
+    assert open_store(empty).num_clouds == 5
+    nested = tmp_path / "a" / "b" / "s"  # missing parents are made
+    write_store(nested, make_clouds(5), template())
+    assert open_store(nested).num_clouds == 5
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_fragment_group_documents_itself_and_every_shard_is_fsynced(tmp_path, clouds, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real(fd))
+    b = prepare_store(tmp_path / "s", _planned(1))
+    fan = tmp_path / "s" / "fragments" / b.generation / "d000000"
+    fan.mkdir()  # a fan directory left without its zarr.json (killed in between): completed, not an error
+    b.commit(b.writer().write("f000000000", clouds.slice(0, 10)))
+    frag = fan / "f000000000"
+    for shard in ("points/c.0.0", "offsets/c.0", "cloud/pt/c.0", "cloud/n/c.0"):  # in the group before its rename
+        assert any(p.startswith(f"{fan}/.f000000000.tmp-") and p.endswith(f"/{shard}") for p in synced), shard
+    doc = lambda p: json.loads((p / "zarr.json").read_text())  # noqa: E731
+    assert doc(fan) == doc(tmp_path / "s" / "fragments") == {"zarr_format": 3, "node_type": "group", "attributes": {}}
+    assert doc(frag)["attributes"] == {"pcdata": {"fragment": "f000000000", "num_clouds": 10,
+                                                  "num_points": clouds.slice(0, 10).num_points}}
+    assert doc(frag / "cloud")["node_type"] == "group"
+    pts, off, pt = doc(frag / "points"), doc(frag / "offsets"), doc(frag / "cloud" / "pt")
+    assert pts["attributes"] == {"feature_names": ["x", "y", "z"], "units": ["", "", ""], "descriptions": ["", "", ""]}
+    assert off["dimension_names"] == ["cloud_edge"]
+    assert off["attributes"] == {"description": "points of cloud i are rows offsets[i]:offsets[i+1] of points"}
+    assert pt["attributes"] == {"units": "GeV", "description": ""} and pt["dimension_names"] == ["cloud"]
