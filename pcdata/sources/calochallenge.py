@@ -318,11 +318,9 @@ class CaloChallengeShowersGPU(CaloChallengeShowers):
 
 
 def _incident_dtype(files: Sequence[CaloChallengeFile]) -> str:
-    import h5py
-
     kinds = set()
     for f in files:
-        with h5py.File(f.path, "r") as h:
+        with open_hdf5(f.path) as h:  # a URL too
             kinds.add(np.dtype(h["incident_energies"].dtype))
     # float64 holds float32, float16 and integer energies exactly; float32 only itself.
     return "float32" if kinds == {np.dtype(np.float32)} else "float64"

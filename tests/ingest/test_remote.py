@@ -66,12 +66,11 @@ def test_a_changed_file_on_the_server_is_a_different_ingest(tmp_path, served, sc
     from pcdata.sources.jetnet import JetNetSource
 
     d, server = served
-    make_jetnet_file(tmp_path / "t.hdf5", 3000, 30, seed=5)
-    shutil.copy(tmp_path / "t.hdf5", d / "t2.hdf5")
-    source = JetNetSource.open([f"{server.url}/t2.hdf5"])
+    shutil.copy(d / "t.hdf5", d / "z.hdf5")
+    source = JetNetSource.open([f"{server.url}/z.hdf5"])
     before = fingerprint(source, {})
     assert fingerprint(source, {}) == before
-    make_jetnet_file(d / "t2.hdf5", 3000, 30, seed=6)  # same size, new content and mtime
+    make_jetnet_file(d / "z.hdf5", 3000, 30, seed=6)  # same size, new content and mtime
     assert fingerprint(source, {}) != before
 
 
