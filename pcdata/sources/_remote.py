@@ -66,8 +66,8 @@ def _network(err: BaseException) -> bool:
     """A failure of the connection, not of the bytes (walks the exception's causes)."""
     seen = 0
     while err is not None and seen < 8:
-        if isinstance(getattr(err, "status", None), int):
-            return False  # the server answered (an HTTP status): not a broken connection
+        if isinstance(getattr(err, "status", None), int) or _missing(err):
+            return False  # the server answered (an HTTP status, no such file): not a broken connection
         if isinstance(err, (OSError, TimeoutError)) and not isinstance(err, FileNotFoundError):
             return True
         mod = type(err).__module__
@@ -75,6 +75,11 @@ def _network(err: BaseException) -> bool:
             return True
         err, seen = err.__cause__ or err.__context__, seen + 1
     return False
+
+
+def _missing(err: BaseException) -> bool:
+    # XRootD answers a missing file with error 3011 inside an OSError.
+    return isinstance(err, FileNotFoundError) or "[3011]" in str(err)
 
 
 @contextlib.contextmanager
@@ -85,6 +90,8 @@ def remote_errors(url: str) -> Iterator[None]:
     except PcdataError:
         raise
     except Exception as err:
+        if _missing(err) and not isinstance(err, FileNotFoundError):
+            raise SourceError(f"{url}: no such file on the server") from err
         if isinstance(err, FileNotFoundError):
             # fsspec's HTTP stat raises FileNotFoundError for any failure: look at what it hides.
             cause = err.__cause__ or err.__context__

@@ -192,9 +192,11 @@ def _open_tree(path: str, tree: str) -> tuple[Any, _Table]:
     from uproot.behaviors.TTree import TTree
 
     if is_url(path):
-        # uproot reads URLs through fsspec (HTTP ranges, XRootD): only the baskets asked for.
+        # Only the baskets asked for are fetched: HTTP ranges through fsspec, XRootD through
+        # uproot's own XRootD source (its fsspec-xrootd route fails on numpy offsets, uproot 5.7).
+        xrootd = path.lower().startswith(("root://", "xroot://"))
         with remote_errors(path):
-            f = uproot.open(path)
+            f = uproot.open(path, **({"handler": uproot.source.xrootd.XRootDSource} if xrootd else {}))
         size = None
     else:
         p = Path(path)
