@@ -74,7 +74,7 @@ def _report(store) -> None:
 @app.command("jetnet")
 @handle_errors
 def jetnet(
-    files: List[Path] = typer.Argument(..., help="JetNet HDF5 files (particle_features, jet_features)."),
+    files: List[str] = typer.Argument(..., help="JetNet HDF5 files (particle_features, jet_features), or http(s):// URLs."),
     out: Path = typer.Option(..., "--out", "-o", help="The store directory to write."),
     label: Optional[str] = typer.Option(None, "--label", help="Jet class of all files: g, q, t, w, z (or gluon, quark, top). Default: each file's jet_class attribute (written by pcdata generate jets), else its name (t150.hdf5). A label that disagrees with the attribute is an error."),
     workers: Optional[int] = WORKERS,
@@ -101,7 +101,7 @@ def jetnet(
 @app.command("root")
 @handle_errors
 def root(
-    files: List[Path] = typer.Argument(..., help="ROOT files holding the same tree."),
+    files: List[str] = typer.Argument(..., help="ROOT files holding the same tree, or http(s):// and root:// (XRootD) URLs."),
     out: Path = typer.Option(..., "--out", "-o", help="The store directory to write."),
     tree: Optional[str] = typer.Option(None, "--tree", "-t", help="TTree or RNTuple name."),
     collection: Optional[str] = typer.Option(None, "--collection", help="Per-event collection X (reads nX, X_<feature>)."),
@@ -135,7 +135,7 @@ def root(
 @app.command("calochallenge")
 @handle_errors
 def calochallenge(
-    files: List[Path] = typer.Argument(..., help="CaloChallenge HDF5 files (incident_energies [N, 1], showers [N, n_voxels])."),
+    files: List[str] = typer.Argument(..., help="CaloChallenge HDF5 files (incident_energies [N, 1], showers [N, n_voxels]), or http(s):// URLs."),
     geometry: str = typer.Option(..., "--geometry", "-g", metavar="{ds1-photons,ds1-pions,ds2,ds3}",
                                  help="Calorimeter binning of the files: ds1-photons, ds1-pions, ds2 or ds3."),
     out: Path = typer.Option(..., "--out", "-o", help="The store directory to write."),

@@ -20,6 +20,7 @@ __all__ = [
     "StoreLockedError",
     "SplitNotFoundError",
     "IngestError",
+    "RemoteReadError",
     "ClusterError",
     "ExportError",
     "GenerateError",
@@ -82,6 +83,11 @@ class StoreLockedError(StoreError, BlockingIOError):
 
 class IngestError(PcdataError, RuntimeError):
     """An ingest could not run to the end for a reason other than bad input."""
+
+
+class RemoteReadError(PcdataError, ConnectionError):
+    """An input read over the network (HTTP, XRootD) broke mid-ingest: the server went away.
+    Unlike bad input it keeps the committed fragments; re-running the ingest finishes it."""
 
 
 class ClusterError(PcdataError, RuntimeError):

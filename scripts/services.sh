@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages of the real services some tests start (tests/ingest/test_batch.py: a single-node
-# SLURM, scripts/slurm-local.sh). Idempotent and quick once installed; without root or without
+# SLURM, scripts/slurm-local.sh; tests/ingest/test_xrootd.py: an XRootD server). Idempotent and quick once installed; without root or without
 # apt-get it only says so, and those tests skip with the reason.
 set -uo pipefail
-want=(slurm-wlm munge)
+want=(slurm-wlm munge xrootd-server xrootd-client)
 missing=()
 for pkg in "${want[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 from .. import __version__
-from .._io import file_sha256
 from ..clouds import Clouds
 from ..errors import IngestError, PcdataError, SourceError
 from ..store.format import FORMAT_VERSION, FragmentInfo, Provenance, SourceFile, StoreMeta, fragment_id
@@ -32,6 +31,7 @@ from ..store.metadata import fragment_dir
 from ..store.writer import FragmentWriter, completed_store, prepare_store
 from ..cluster import connect
 from ..sources._inputs import check_distinct
+from ..sources._remote import input_identity, input_sha256, is_url
 from ..store.reader import Store, open_store
 from .formats import get_format
 from .options import IngestOptions
@@ -122,14 +122,16 @@ def group_partitions(parts: Sequence[Partition], threads: int) -> list[list[Part
 
 
 def fingerprint(source: Source, options: dict[str, Any]) -> str:
-    """Identity of an ingest: the inputs (absolute path, size, mtime) and every option that changes
-    the result. A re-run with the same fingerprint resumes an interrupted build."""
-    files = []
-    for f in source.files:
-        st = os.stat(f.path)
-        files.append([os.path.abspath(f.path), st.st_size, st.st_mtime_ns])
+    """Identity of an ingest: the inputs (absolute path, size, mtime; a URL with its size, ETag and
+    Last-Modified as the server reports them) and every option that changes the result. A re-run
+    with the same fingerprint resumes an interrupted build."""
+    files = [input_identity(f.path) for f in source.files]
     doc = {"source": source.name, "files": files, "options": options, "format": FORMAT_VERSION}
     return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _located(path: str) -> str:
+    return path if is_url(path) else os.path.abspath(path)
 
 
 def _provenance(source: Source, checksums: list[str], command: str | None) -> Provenance:
@@ -138,7 +140,7 @@ def _provenance(source: Source, checksums: list[str], command: str | None) -> Pr
     except Exception:  # no passwd entry in some containers
         user = os.environ.get("USER", "")
     return Provenance(
-        sources=tuple(SourceFile(os.path.abspath(f.path), int(f.size), s) for f, s in zip(source.files, checksums)),
+        sources=tuple(SourceFile(_located(f.path), int(f.size), s) for f, s in zip(source.files, checksums)),
         command=command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         tool=f"pcdata {__version__}",
         user=user,
@@ -243,7 +245,8 @@ def run_ingest(
             task = WriteFragments(builder.writer(fsync=options.fsync), source)
             groups = group_partitions(todo, max(1, sum(client.nthreads().values())))
             futures = client.map(task, groups, key=[f"{run}{g[0].fragment}" for g in groups])
-            sums = [client.submit(file_sha256, os.path.abspath(f.path), key=f"{run}sha256-{i}")
+            # A URL is streamed once on a worker for its checksum, as a local file is read there.
+            sums = [client.submit(input_sha256, _located(f.path), key=f"{run}sha256-{i}")
                     for i, f in enumerate(source.files)]
             done_clouds = builder.meta.num_clouds
             with _progress(options.progress) as bar:
@@ -295,7 +298,8 @@ def ingest(
     Args:
         format: the input format (``jetnet``, ``calochallenge``, ``root``; see
             :data:`pcdata.ingest.FORMATS`).
-        files: the input files (made absolute here, so workers anywhere read the same files).
+        files: the input files (made absolute here, so workers anywhere read the same files), or
+            ``http(s)://`` and ``root://`` (XRootD) URLs, read in byte ranges on the workers.
         out: the store directory to create (or to resume, after an interruption); a POSIX path:
             a URL (``s3://...``) is refused.
         options: what every ingest shares (:class:`IngestOptions`).
@@ -313,7 +317,7 @@ def ingest(
     out = check_posix_output(out)
     if not files:
         raise SourceError("files: no input files given")
-    files = [os.path.abspath(f) for f in files]
+    files = [str(f) if is_url(f) else os.path.abspath(f) for f in files]
     check_distinct(files)
     source = fmt.open(files, **params)
     resolved = options.resolved(rows_per_fragment=fmt.rows_per_fragment(source), chunks=fmt.chunks)

@@ -6,6 +6,7 @@ import contextlib
 from pathlib import Path
 
 from ..errors import SourceError
+from ._remote import is_url, open_remote, remote_errors
 
 __all__ = ["open_hdf5", "damaged_hdf5"]
 
@@ -15,6 +16,8 @@ def open_hdf5(path: str):
     (missing, a directory, empty, truncated, not HDF5)."""
     import h5py
 
+    if is_url(path):
+        return _open_remote_hdf5(path)
     p = Path(path)
     if not p.exists():
         raise SourceError(f"{path}: no such file")
@@ -34,6 +37,29 @@ def open_hdf5(path: str):
         elif "signature not found" in detail:
             reason = "file signature not found"
         raise SourceError(f"{path}: not a readable HDF5 file ({reason})") from err
+
+
+def _open_remote_hdf5(url: str):
+    """h5py on an fsspec file object: only the blocks HDF5 asks for are fetched."""
+    import h5py
+
+    class RemoteHDF5File(h5py.File):
+        # h5py does not close a file object it was given; the fsspec file holds the block cache.
+        def close(self):
+            try:
+                super().close()
+            finally:
+                fobj.close()
+
+    fobj = open_remote(url)
+    try:
+        with remote_errors(url):
+            return RemoteHDF5File(fobj, "r")
+    except SourceError as err:
+        fobj.close()
+        if "signature not found" in str(err) or "truncated" in str(err):
+            raise SourceError(f"{url}: not a readable HDF5 file") from err
+        raise
 
 
 @contextlib.contextmanager

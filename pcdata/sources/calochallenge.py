@@ -26,6 +26,7 @@ from .._io import atomic_path
 from ..clouds import Clouds
 from ._hdf5 import damaged_hdf5, open_hdf5
 from ._inputs import check_distinct
+from ._remote import input_size, read_error
 from ..errors import ClusterError, SourceError
 from ..geometry.calo import GEOMETRY_NAMES, CaloGeometry, get_geometry
 from ..geometry.voxels import POINT_FEATURES, voxels_to_clouds
@@ -107,7 +108,7 @@ def inspect_calochallenge_file(path: str | os.PathLike, geometry: CaloGeometry |
             if ds.dtype.kind not in "fiu":
                 raise SourceError(f"{path}: {key} must be numeric, found {ds.dtype}")
         n = int(sh.shape[0])
-    return CaloChallengeFile(path=path, geometry=geo.name, n_showers=n, n_voxels=geo.n_voxels, size=os.path.getsize(path))
+    return CaloChallengeFile(path=path, geometry=geo.name, n_showers=n, n_voxels=geo.n_voxels, size=input_size(path))
 
 
 def read_calochallenge_block(
@@ -133,10 +134,8 @@ def read_calochallenge_block(
         with open_hdf5(path) as f:
             inc = f["incident_energies"][start:stop]
             showers = f["showers"][start:stop]
-    except SourceError:
-        raise
     except Exception as err:  # h5py raises OSError/KeyError/ValueError for damaged files
-        raise SourceError(f"{path}: cannot read showers {start}:{stop} ({type(err).__name__}: {err})") from err
+        read_error(path, err, f"showers {start}:{stop}")
 
     if showers.dtype != np.float32:
         # Stores hold float32 energies: check the values stored, so a float64 energy too small for
@@ -233,10 +232,8 @@ def _read_rows(file: CaloChallengeFile, start: int, stop: int) -> tuple[np.ndarr
     try:
         with open_hdf5(file.path) as h:
             return h["incident_energies"][start:stop], h["showers"][start:stop]
-    except SourceError:
-        raise
     except Exception as err:  # h5py raises OSError/KeyError/ValueError for damaged files
-        raise SourceError(f"{file.path}: cannot read showers {start}:{stop} ({type(err).__name__}: {err})") from err
+        read_error(file.path, err, f"showers {start}:{stop}")
 
 
 def _first(mask) -> int | None:
@@ -321,11 +318,9 @@ class CaloChallengeShowersGPU(CaloChallengeShowers):
 
 
 def _incident_dtype(files: Sequence[CaloChallengeFile]) -> str:
-    import h5py
-
     kinds = set()
     for f in files:
-        with h5py.File(f.path, "r") as h:
+        with open_hdf5(f.path) as h:  # a URL too
             kinds.add(np.dtype(h["incident_energies"].dtype))
     # float64 holds float32, float16 and integer energies exactly; float32 only itself.
     return "float32" if kinds == {np.dtype(np.float32)} else "float64"

@@ -30,6 +30,7 @@ from .._io import atomic_path
 from ..clouds import Clouds
 from ._hdf5 import damaged_hdf5, open_hdf5
 from ._inputs import check_distinct
+from ._remote import input_size, read_error
 from ..errors import SourceError
 
 __all__ = [
@@ -114,7 +115,7 @@ def inspect_jetnet_file(path: str | os.PathLike, label: int | None = None) -> Je
         n_jets, num_particles = int(pf.shape[0]), int(pf.shape[1])
         recorded, process = f.attrs.get(CLASS_ATTR), f.attrs.get("process")
     label = _file_class(path, label, recorded, process)
-    return JetNetFile(path=path, n_jets=n_jets, num_particles=num_particles, label=label, size=os.path.getsize(path))
+    return JetNetFile(path=path, n_jets=n_jets, num_particles=num_particles, label=label, size=input_size(path))
 
 
 def _text(value) -> str:
@@ -253,10 +254,8 @@ def read_jetnet_block(file: JetNetFile, start: int, stop: int) -> Clouds:
             with np.errstate(over="ignore", invalid="ignore"):
                 pf = np.asarray(f["particle_features"][start:stop], dtype=np.float32)
                 jf = np.asarray(raw_jf, dtype=np.float32)
-    except SourceError:
-        raise
     except Exception as err:  # h5py raises OSError/KeyError/ValueError for damaged files
-        raise SourceError(f"{path}: cannot read jets {start}:{stop} ({type(err).__name__}: {err})") from err
+        read_error(path, err, f"jets {start}:{stop}")
 
     code, row, n_real = _scan_kernel()(pf, jf, file.num_particles)
     if code:

@@ -31,6 +31,7 @@ import numpy as np
 from .._io import read_yaml_mapping
 from ..clouds import Clouds
 from ..errors import SourceError
+from ._remote import input_size, is_url, read_error, remote_errors
 from ..geometry.jets import mass_from_energy, pxpypze_to_ptetaphim, to_relative, wrap_phi
 
 __all__ = ["JetTreeSpec", "CollectionSpec", "RootFile", "RootJetSource", "RootCollectionSource", "load_mapping", "entries_per_step"]
@@ -190,17 +191,26 @@ def _open_tree(path: str, tree: str) -> tuple[Any, _Table]:
     from uproot.behaviors.RNTuple import RNTuple
     from uproot.behaviors.TTree import TTree
 
-    p = Path(path)
-    if not p.exists():
-        raise SourceError(f"{path}: no such file")
-    if p.stat().st_size == 0:
-        raise SourceError(f"{path}: empty file (0 bytes)")
-    try:
-        f = uproot.open(path)
-    except Exception as err:  # uproot raises ValueError/OSError/DeserializationError for non-ROOT input
-        raise SourceError(f"{path}: not a readable ROOT file ({type(err).__name__}: {str(err).splitlines()[0]})") from err
-    end, size = getattr(f.file, "fEND", None), p.stat().st_size
-    if isinstance(end, int) and size < end:  # remote sources report no size: checked where local
+    if is_url(path):
+        # Only the baskets asked for are fetched: HTTP ranges through fsspec, XRootD through
+        # uproot's own XRootD source (its fsspec-xrootd route fails on numpy offsets, uproot 5.7).
+        xrootd = path.lower().startswith(("root://", "xroot://"))
+        with remote_errors(path):
+            f = uproot.open(path, **({"handler": uproot.source.xrootd.XRootDSource} if xrootd else {}))
+        size = None
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise SourceError(f"{path}: no such file")
+        if p.stat().st_size == 0:
+            raise SourceError(f"{path}: empty file (0 bytes)")
+        try:
+            f = uproot.open(path)
+        except Exception as err:  # uproot raises ValueError/OSError/DeserializationError for non-ROOT input
+            raise SourceError(f"{path}: not a readable ROOT file ({type(err).__name__}: {str(err).splitlines()[0]})") from err
+        size = p.stat().st_size
+    end = getattr(f.file, "fEND", None)
+    if isinstance(end, int) and size is not None and size < end:  # a URL's size is checked by _inspect_files
         f.close()
         raise SourceError(f"{path}: truncated ROOT file ({size} bytes, its header says {end})")
     try:
@@ -263,11 +273,14 @@ def _check_type(table: _Table, name: str, jagged: bool) -> np.dtype:
 
 
 def _read(path: str, tree: str, names: Sequence[str], start: int, stop: int):
-    f, t = _open_tree(path, tree)
+    try:
+        f, t = _open_tree(path, tree)
+    except SourceError as err:  # a server gone away is not bad input
+        read_error(path, err, f"entries {start}:{stop} of {tree!r}")
     try:
         return t.arrays(names, start, stop)
     except Exception as err:  # damaged baskets or pages surface as several uproot/zlib error types
-        raise SourceError(f"{path}: cannot read entries {start}:{stop} of {tree!r} ({type(err).__name__}: {err})") from err
+        read_error(path, err, f"entries {start}:{stop} of {tree!r}")
     finally:
         f.close()
 
@@ -315,13 +328,17 @@ def _inspect_files(paths: Sequence[str | os.PathLike], tree: str, jagged: Sequen
         raise SourceError("no input files given")
     out = []
     for p in map(str, paths):
+        size = input_size(p) if is_url(p) else None  # a URL is stat-ed (and checked for ranges) first
         f, t = _open_tree(p, tree)
         try:
             for b in jagged:
                 _check_type(t, b, jagged=True)
             for b in flat:
                 _check_type(t, b, jagged=False)
-            out.append(RootFile(p, tree, t.entries, os.path.getsize(p)))
+            end = getattr(f.file, "fEND", None)
+            if size is not None and isinstance(end, int) and size < end:
+                raise SourceError(f"{p}: truncated ROOT file ({size} bytes, its header says {end})")
+            out.append(RootFile(p, tree, t.entries, size if size is not None else os.path.getsize(p)))
         finally:
             f.close()
     return tuple(out)

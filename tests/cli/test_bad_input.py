@@ -545,6 +545,14 @@ CASES: list[Case] = [
     Case("inspect-root-metadata-nested-too-deep", _cmd("pcdata", "inspect", lambda e: str(_deep_root(e))), r"zarr\.json"),
     Case("resume-last-json-leads-outside", _resume(lambda r: _write(r / "checkpoints" / "last.json", json.dumps({"step": 2, "path": "../../x"}))),
          r"last\.json: unreadable checkpoint pointer \(path '\.\./\.\./x'"),
+    # -- remote inputs (pcdata/sources/_remote.py; served files: tests/ingest/test_remote.py) ------------
+    Case("jetnet-input-s3-url", _cmd("pcdata", "ingest", "jetnet", "s3://bucket/t.hdf5", "--out", lambda e: str(e.d / "s.zarr"),
+                                     "--scheduler", lambda e: e.scheduler, outputs=lambda e: [e.d / "s.zarr"]),
+         r"s3://bucket/t\.hdf5: cannot read s3:// inputs"),
+    Case("root-input-unreachable-url", _cmd("pcdata", "ingest", "root", "http://127.0.0.1:1/j.root", "--tree", "tree", "--out",
+                                            lambda e: str(e.d / "s.zarr"), "--scheduler", lambda e: e.scheduler,
+                                            outputs=lambda e: [e.d / "s.zarr"]),
+         r"http://127\.0\.0\.1:1/j\.root: cannot reach the server \("),
 ]
 
 
