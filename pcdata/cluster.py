@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -345,8 +344,3 @@ def _worker_log_level() -> int:
 
 def _level_name() -> str:
     return "warning" if os.environ.get("PCDATA_VERBOSE") else "critical"
-
-
-def worker_identity(dask_worker=None) -> str:
-    """``address (host)`` of the worker this runs on, for messages that name a worker."""
-    return f"{dask_worker.address} ({socket.gethostname()})" if dask_worker is not None else socket.gethostname()
