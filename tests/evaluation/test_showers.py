@@ -94,7 +94,11 @@ def test_store_and_file_inputs_give_the_same_report(files, report, tmp_path):
 
 
 def test_a_sample_against_itself_scores_zero_and_the_floor_does_not(files, tmp_path):
-    rep = evaluate_showers(files / "gen.hdf5", files / "gen.hdf5", tmp_path / "rep", num=None, classifier=FAST,
+    # A copy: the same path twice is refused (the bad-input cases below)
+    import shutil
+
+    copy = shutil.copy(files / "gen.hdf5", tmp_path / "copy.hdf5")
+    rep = evaluate_showers(files / "gen.hdf5", copy, tmp_path / "rep", num=None, classifier=FAST,
                            plots=False, progress=False)
     assert all(v == 0.0 for k, v in rep["separation_power"].items() if v is not None)
     # FPD draws different bootstrap batches from the two copies: small, not zero
