@@ -222,7 +222,10 @@ def test_two_ranks_equal_one_process_on_the_union_batch(tmp_path, store, model):
             # each query. Its Adam steps are pure float noise of the summation order; compare the rest.
             e = v.shape[0] // 3
             v, mine = torch.cat([v[:e], v[2 * e :]]), torch.cat([mine[:e], mine[2 * e :]])
-        torch.testing.assert_close(v, mine, rtol=1e-4, atol=1e-6, msg=lambda m: f"{k}: {m}")
+        # atol 1e-5: the weights move by ~1e-3 in these steps and a rank that does not share its
+        # gradients ends ~1e-3 away; float32 summation order (two half batches against one batch)
+        # leaves ~2e-6 on a few DeepTreeGAN weights on some CPUs.
+        torch.testing.assert_close(v, mine, rtol=1e-4, atol=1e-5, msg=lambda m: f"{k}: {m}")
         moved = max(moved, float((rank0[k] - initial[k]).abs().max()))
     assert moved > 1e-4  # the weights did change: the comparison is not of two initial states
 
