@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -128,3 +130,22 @@ def write_rntuple(path: str | Path, name: str, branches: dict, *, clusters: int 
         types = {f[name][k].typename for k in jagged}
         assert not rvec or all(t.startswith("ROOT::VecOps::RVec<") for t in types), types
     return Path(path)
+
+
+@contextlib.contextmanager
+def serve_http(handler) -> Iterator[str]:
+    """Run a ThreadingHTTPServer with ``handler`` on 127.0.0.1 (a free port) in a thread for the
+    block; yields its base URL (the test servers of downloads and remote inputs)."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)

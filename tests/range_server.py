@@ -13,9 +13,11 @@ import email.utils
 import os
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Iterator
+
+from tests.helpers import serve_http
 
 __all__ = ["RangeServer", "serve_dir"]
 
@@ -105,14 +107,5 @@ def _handler(state: RangeServer) -> type[BaseHTTPRequestHandler]:
 def serve_dir(root: str | os.PathLike, *, ranges: bool = True) -> Iterator[RangeServer]:
     """Serve ``root`` on 127.0.0.1 (a free port) in a thread for the block."""
     state = RangeServer(Path(root).resolve(), ranges=ranges)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve_http(_handler(state)) as state.url:
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)

@@ -13,11 +13,13 @@ import contextlib
 import hashlib
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Iterator
 
 import numpy as np
 import yaml
+
+from tests.helpers import serve_http
 
 __all__ = ["ServedFile", "FileServer", "serve_files", "make_files", "catalog_dict", "write_catalog"]
 
@@ -119,17 +121,8 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
 def serve_files(files: list[ServedFile]) -> Iterator[FileServer]:
     """Run a ThreadingHTTPServer on 127.0.0.1 (a free port) in a thread for the block."""
     state = FileServer(files={f.name: f for f in files})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve_http(_handler(state)) as state.url:
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
 
 
 def make_files(seed: int = 0) -> list[ServedFile]:
