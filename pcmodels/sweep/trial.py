@@ -93,7 +93,7 @@ def _run_locked(task: TrialTask) -> dict[str, Any]:
     reported = set(frozen.intermediate_values)
     t0 = time.perf_counter()
 
-    def report(step: int, validation: dict[str, float]) -> None:
+    def report(step: int, validation: dict[str, float], final: bool) -> None:
         key = spec.pruner.on or next(iter(validation))
         if key not in validation:
             raise ConfigError(f"pruner.on: {spec.model} reports {', '.join(validation)} in validation, not {key!r}")
@@ -101,7 +101,8 @@ def _run_locked(task: TrialTask) -> dict[str, Any]:
         if step not in reported:  # a resumed trial may validate a step again
             trial.report(validation[key], step)
             reported.add(step)
-        if trial.should_prune():
+        # At the last step the training is spent: pruning then would save nothing and lose a result.
+        if not final and trial.should_prune():
             raise optuna.TrialPruned(f"step {step}: {key} {validation[key]:.4g}")
 
     try:

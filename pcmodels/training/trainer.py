@@ -102,8 +102,9 @@ class Trainer:
         validate_every: also validate every this many steps (and at the last one), not only at
             the end of each epoch; validation draws no training randomness, so the weights are
             the same either way (and it is not part of the run's configuration).
-        on_validation: ``(step, validation) -> None``, called after each validation once its
-            checkpoint is saved (the hook of a sweep's pruner); an exception it raises stops
+        on_validation: ``(step, validation, final) -> None``, called after each validation once
+            its checkpoint is saved (the hook of a sweep's pruner; ``final`` is true for the
+            validation of the last step, when stopping saves nothing); an exception it raises stops
             training and propagates, the run resumable from that checkpoint. Under torchrun it
             runs on every rank and must decide alike on all.
 
@@ -115,7 +116,7 @@ class Trainer:
 
     def __init__(self, store_ref: str | Path, out: str | Path, config: RunConfig, *, device: str = "cpu",
                  progress: bool = True, validate_every: int | None = None,
-                 on_validation: Callable[[int, dict[str, float]], None] | None = None):
+                 on_validation: Callable[[int, dict[str, float], bool], None] | None = None):
         if validate_every is not None and validate_every < 1:
             raise ConfigError(f"validate_every must be >= 1, got {validate_every}")
         self.config, self.progress = config, progress
@@ -267,19 +268,19 @@ class Trainer:
                                 and step % self.steps_per_epoch != 0):
                             self._validate_and_report(logger)
                     if finished_epoch:
-                        self._validate_and_report(logger)
+                        self._validate_and_report(logger, final=stepper.step >= self.total or out_of_time)
         finally:
             logger.close()
         return TrainResult(self.run.path, stepper.step, scalars, self.validation,
                            seen / max(1e-9, time.perf_counter() - t_start), self.method.parameters(), dist.world_size)
 
-    def _validate_and_report(self, logger: RunLogger) -> None:
+    def _validate_and_report(self, logger: RunLogger, final: bool = False) -> None:
         self.validation = self.validate()
         if self.validation:
             logger.log(self.stepper.step, self.validation)
             self.save()
             if self.on_validation is not None:
-                self.on_validation(self.stepper.step, dict(self.validation))
+                self.on_validation(self.stepper.step, dict(self.validation), final)
 
     def _broadcast_flag(self, flag: bool) -> bool:
         if self.dist.world_size == 1 or self.config.train.max_minutes is None:
@@ -314,7 +315,7 @@ def _differing(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 def train(store_ref: str | Path, out: str | Path, config: RunConfig, *, device: str = "cpu",
           progress: bool = True, validate_every: int | None = None,
-          on_validation: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+          on_validation: Callable[[int, dict[str, float], bool], None] | None = None) -> TrainResult:
     """Train ``config.model`` on the train split of a store; resume if ``out`` holds its run.
 
     See :class:`Trainer` for the arguments and errors.

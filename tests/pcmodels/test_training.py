@@ -136,17 +136,18 @@ def test_validation_hook_every_n_steps_stops_at_a_checkpoint_and_resumes_to_the_
     class Stop(Exception):
         pass
 
-    def hook(step, validation):
-        seen.append((step, validation["val_loss"]))
+    def hook(step, validation, final):
+        seen.append((step, validation["val_loss"], final))
         if step == 8:
             raise Stop  # e.g. a pruner: training stops, checkpointed at this step
 
     with pytest.raises(Stop):
         train(store, tmp_path / "run", cfg, progress=False, validate_every=4, on_validation=hook)
-    assert [s for s, _ in seen] == [4, 8]  # every 4 steps (the tiny store's epoch is longer)
+    assert [s for s, _, _ in seen] == [4, 8] and not any(f for _, _, f in seen)  # every 4 steps (the tiny store's epoch is longer)
     assert Run.open(tmp_path / "run").load_checkpoint()[1]["step"] == 8
     resumed = train(store, tmp_path / "run", cfg, progress=False, validate_every=4, on_validation=hook)
-    assert resumed.steps == 12 and [s for s, _ in seen] == [4, 8, 12]  # validated at the last step too
+    assert resumed.steps == 12 and [s for s, _, _ in seen] == [4, 8, 12]  # validated at the last step too
+    assert [f for _, _, f in seen] == [False, False, True]  # and told it is the last
     straight = train(store, tmp_path / "straight", cfg, progress=False)  # no hook: same weights
     a, _ = Run.open(resumed.run).load_checkpoint()
     b, _ = Run.open(straight.run).load_checkpoint()
