@@ -42,7 +42,7 @@ def _root(
 @app.command()
 @handle_errors
 def inspect(
-    store: Path = typer.Argument(..., help="The store directory."),
+    store: str = typer.Argument(..., help="The store directory, or its http(s):// URL."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
     """Summarise a store: kind, counts, features with units and statistics, splits, provenance."""
@@ -60,7 +60,7 @@ def inspect(
 @app.command()
 @handle_errors
 def verify(
-    store: Path = typer.Argument(..., help="The store directory (or a catalog name)."),
+    store: str = typer.Argument(..., help="The store directory (or a catalog name, or an http(s):// URL)."),
 ) -> None:
     """Re-read every fragment and compare it with its committed checksum; exit 1 on a mismatch."""
     from pcdata import open_store
@@ -98,7 +98,7 @@ class ExportFormat(str, Enum):
 @app.command()
 @handle_errors
 def export(
-    store: Path = typer.Argument(..., help="The store directory."),
+    store: str = typer.Argument(..., help="The store directory, or its http(s):// URL."),
     fmt: ExportFormat = typer.Option(..., "--format", "-f", help="Output layout."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file."),
     num_particles: Optional[int] = typer.Option(None, "--num-particles", "-P", help="jetnet-hdf5: particles per jet (default: the source's P)."),

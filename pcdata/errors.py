@@ -16,6 +16,7 @@ __all__ = [
     "NotAStoreError",
     "StoreFormatError",
     "StoreIncompleteError",
+    "RemoteStoreError",
     "StoreExistsError",
     "StoreLockedError",
     "SplitNotFoundError",
@@ -79,6 +80,10 @@ class SplitNotFoundError(StoreError, KeyError):
 
 class StoreLockedError(StoreError, BlockingIOError):
     """Another process holds the store's writer lock."""
+
+
+class RemoteStoreError(StoreError, ConnectionError):
+    """A store read at a URL could not be fetched: the server failed or could not be reached."""
 
 
 class IngestError(PcdataError, RuntimeError):

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .._io import write_json_atomic
-from ..errors import StoreFormatError
+from ..errors import RemoteStoreError, StoreFormatError
+from .remote import is_url, join, read_bytes
 from .format import FANOUT, MANIFEST_FORMAT, FragmentInfo, ManifestPart, StoreMeta, fragment_index, parse_root
 
 __all__ = ["ROOT_KEY", "BUILD_KEY", "Root", "read_root", "write_root", "fragment_dir", "write_log", "read_logs",
@@ -43,12 +44,16 @@ class Root:
 
 
 def read_root(path: str | os.PathLike) -> Root | None:
-    """The root of the store at ``path``, or None when the directory holds no pcdata store."""
-    root = Path(path) / "zarr.json"
+    """The root of the store at ``path``, or None when the directory holds no pcdata store (a URL
+    without a ``zarr.json`` raises FileNotFoundError)."""
     try:
-        doc = json.loads(root.read_text(encoding="utf-8"))
+        doc = json.loads(read_bytes(join(path, "zarr.json")).decode("utf-8"))
     except FileNotFoundError:
+        if is_url(path):  # no directories on a server: the caller says "no such store"
+            raise
         return None
+    except RemoteStoreError:
+        raise
     except (OSError, ValueError, RecursionError) as err:  # RecursionError: brackets nested too deep
         raise StoreFormatError(f"{path}: unreadable zarr.json ({err})") from err
     attrs = doc.get("attributes") if isinstance(doc, dict) else None
@@ -89,7 +94,8 @@ def _manifest_dir(store: Path, generation: str) -> Path:
 
 
 def log_path(store: str | os.PathLike, generation: str, seq: int) -> Path:
-    return _manifest_dir(Path(store), generation) / f"log-{seq:08d}.json"
+    """Log manifest ``seq`` (a string when ``store`` is a URL, read by :mod:`.remote`)."""
+    return join(store, "manifests", generation, f"log-{seq:08d}.json")
 
 
 def write_log(store: str | os.PathLike, generation: str, seq: int, infos: Iterable[FragmentInfo]) -> None:
@@ -100,11 +106,13 @@ def write_log(store: str | os.PathLike, generation: str, seq: int, infos: Iterab
                              "seq": seq, "fragments": [i.to_dict() for i in infos]}, indent=None)
 
 
-def _load(path: Path, where: str) -> dict:
+def _load(path: Path | str, where: str) -> dict:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_bytes(path).decode("utf-8"))
     except FileNotFoundError:
         raise StoreFormatError(f"{where}: missing manifest {path}") from None
+    except RemoteStoreError:
+        raise
     except (OSError, ValueError, RecursionError) as err:
         raise StoreFormatError(f"{where}: unreadable manifest {path} ({err})") from None
     if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT or doc.get("version") != 1:
@@ -148,7 +156,7 @@ def write_index(store: str | os.PathLike, generation: str, infos: list[FragmentI
 def read_index_part(store: str | os.PathLike, generation: str, part: ManifestPart) -> list[FragmentInfo]:
     """The fragments one index manifest lists, checked against what the root says of it."""
     where = str(store)
-    path = Path(store) / part.path
+    path = join(store, *part.path.split("/"))
     doc = _load(path, where)
     try:
         ids, clouds, points, sums, sources = (doc[k] for k in ("ids", "num_clouds", "num_points", "checksums", "sources"))

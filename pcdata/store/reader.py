@@ -22,6 +22,7 @@ from ..errors import NotAStoreError, SplitNotFoundError, StoreFormatError, Store
 from .chunks import ChunkFile, MappedRows, map_rows, open_chunks
 from .format import FeatureStats, FragmentInfo, StoreMeta
 from .metadata import fragment_dir, read_index_part, read_logs, read_root
+from .remote import is_url
 from .shards import ShardFile
 from .splits import split_cuts, split_indices, split_member
 from .writer import content_checksum
@@ -37,8 +38,9 @@ def open_store(path: str | os.PathLike, *, allow_incomplete: bool = False) -> "S
     """Open a point-cloud store for reading.
 
     Args:
-        path: the store directory (catalog names are resolved by the callers that accept them,
-            ``pcdata.open_store``).
+        path: the store directory, or its ``http(s)://`` URL (read-only, format 2; see
+            :mod:`.remote`). Catalog names are resolved by the callers that accept them,
+            ``pcdata.open_store``.
         allow_incomplete: also open an interrupted ingest; only its committed fragments are visible.
 
     Raises:
@@ -46,7 +48,10 @@ def open_store(path: str | os.PathLike, *, allow_incomplete: bool = False) -> "S
         NotAStoreError: ``path`` holds no pcdata store.
         StoreFormatError: unknown format or version, or invalid metadata.
         StoreIncompleteError: an interrupted ingest (unless ``allow_incomplete``).
+        RemoteStoreError: the server failed or could not be reached.
     """
+    if is_url(path):
+        return _open_remote(os.fspath(path).rstrip("/"), allow_incomplete)
     p = Path(path)
     if not p.exists():
         raise StoreNotFoundError(f"{path}: no such store")
@@ -55,6 +60,24 @@ def open_store(path: str | os.PathLike, *, allow_incomplete: bool = False) -> "S
     root = read_root(p)
     if root is None:
         raise NotAStoreError(f"{path}: not a pcdata store (no zarr.json with pcdata metadata)")
+    return _open_root(p, root, allow_incomplete)
+
+
+def _open_remote(url: str, allow_incomplete: bool) -> "Store":
+    """A store at an ``http(s)://`` URL (any fsspec protocol with byte ranges), read-only."""
+    try:
+        root = read_root(url)
+    except FileNotFoundError:
+        raise StoreNotFoundError(f"{url}: no such store (no zarr.json on the server)") from None
+    if root is None:
+        raise NotAStoreError(f"{url}: not a pcdata store (no zarr.json with pcdata metadata)")
+    if root.v1_fragments is not None:
+        raise StoreFormatError(f"{url}: a format 1 store is read from a local path only; "
+                               "`pcdata migrate` makes it format 2, which is read over HTTP too")
+    return _open_root(url, root, allow_incomplete)
+
+
+def _open_root(path: Path | str, root, allow_incomplete: bool) -> "Store":
     meta = root.meta
     if meta.status != "complete" and not allow_incomplete:
         raise StoreIncompleteError(
@@ -62,10 +85,10 @@ def open_store(path: str | os.PathLike, *, allow_incomplete: bool = False) -> "S
             "(an ingest was interrupted); re-run the same ingest command to finish it"
         )
     if root.v1_fragments is not None:
-        return Store(p, meta, fragments=root.v1_fragments)
+        return Store(path, meta, fragments=root.v1_fragments)
     if meta.status != "complete":
-        return Store(p, meta, fragments=tuple(read_logs(p, meta)))
-    return Store(p, meta)
+        return Store(path, meta, fragments=tuple(read_logs(path, meta)))
+    return Store(path, meta)
 
 
 class _Fragment:
@@ -456,6 +479,8 @@ class Store:
         Raises:
             StoreFormatError: a chunk file of the wrong size.
         """
+        if is_url(self._root):  # nothing to map: the chunks are on a server
+            return None
         arrays = [self._fragment(k)._points_chunks for k in range(self.num_fragments)]
         if not arrays or any(a is None for a in arrays):
             return None

@@ -1,0 +1,147 @@
+"""Tests of pcdata.store.remote: a store read over HTTP (a real server on 127.0.0.1 answering
+Range requests) reads what the local store reads, fetches only what a request needs, and every
+way the server fails is one error naming the URL."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+
+import numpy as np
+import pytest
+
+from pcdata.errors import NotAStoreError, RemoteStoreError, StoreFormatError, StoreNotFoundError
+from pcdata.loaders import PointCloudLoader
+from pcdata.store import ChunkSpec, open_store, write_store
+from tests.conftest import run_cli
+from tests.range_server import serve_dir
+from tests.store.conftest import fragment_dirs, make_clouds, shard, template
+
+CHUNKS = {"raw": ChunkSpec(points_rows=512, clouds=256, cname="none"),
+          "lz4": ChunkSpec(points_rows=512, clouds=256, cname="lz4")}
+
+
+@pytest.fixture(scope="module", params=sorted(CHUNKS))
+def served(request, tmp_path_factory):
+    """(local store path, its URL) for raw and Blosc-compressed chunks."""
+    root = tmp_path_factory.mktemp("www")
+    write_store(root / "s.zarr", make_clouds(3000, seed=5), template(), clouds_per_fragment=700,
+                chunks=CHUNKS[request.param])
+    with serve_dir(root) as server:
+        yield root / "s.zarr", f"{server.url}/s.zarr", server
+
+
+def _same(a, b) -> None:
+    assert np.array_equal(a.points, b.points) and np.array_equal(a.offsets, b.offsets)
+    assert a.fields.keys() == b.fields.keys()
+    for k in a.fields:
+        assert np.array_equal(a.fields[k], b.fields[k])
+
+
+def test_reads_over_http_equal_the_local_reads(served):
+    path, url, _ = served
+    local, remote = open_store(path), open_store(url)
+    assert remote.path == url and remote.num_clouds == local.num_clouds == 3000
+    rng = np.random.default_rng(0)
+    idx = rng.choice(3000, size=400, replace=False)  # unsorted, across every fragment
+    _same(remote.take(idx), local.take(idx))
+    _same(remote.split("val"), local.split("val"))
+    _same(remote[650:1450], local[650:1450])  # a range across fragment and chunk edges
+    assert np.array_equal(remote.read_points(100, 30000), local.read_points(100, 30000))
+    assert np.array_equal(remote.offsets, local.offsets) and np.array_equal(remote.field("pt"), local.field("pt"))
+    assert remote.verify() == []
+    assert remote.map_points() is None  # nothing to map from a server
+
+
+def test_a_few_clouds_fetch_a_small_part_of_the_store(served):
+    path, url, server = served
+    total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    store = open_store(url)
+    server.reset()
+    got = store.take([1500, 1501])
+    with server.lock:
+        fetched = sum(server.sent.values())
+    assert len(got) == 2
+    # The root, one index manifest, the fragment's offsets and fields, its points index and one chunk.
+    assert fetched < total / 10, (fetched, total)
+
+
+def test_the_loader_streams_the_same_batches_over_http(served):
+    path, url, _ = served
+    for workers in (0, 2):
+        kw = dict(split="train", batch_size=128, seed=3, num_workers=workers)
+        a = list(PointCloudLoader(url, **kw))
+        b = list(PointCloudLoader(path, **kw))
+        assert len(a) == len(b) > 10
+        for x, y in zip(a, b):
+            assert x.keys() == y.keys()
+            assert all(np.array_equal(x[k].numpy(), y[k].numpy()) for k in x)
+
+
+def test_server_failures_are_one_error_naming_the_url(served, tmp_path):
+    path, url, _ = served
+    base = url.rsplit("/", 1)[0]
+    with pytest.raises(StoreNotFoundError, match=rf"^{base}/nothing\.zarr: no such store"):
+        open_store(f"{base}/nothing.zarr")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RemoteStoreError, match=rf"^http://127\.0\.0\.1:{port}/s\.zarr/zarr\.json: cannot reach the server"):
+        open_store(f"http://127.0.0.1:{port}/s.zarr")
+
+    # A server that ignores Range sends whole files: refused where a range is asked, not misread.
+    with serve_dir(path.parent, ranges=False) as server:
+        store = open_store(f"{server.url}/s.zarr")
+        with pytest.raises(RemoteStoreError, match="does not answer HTTP Range requests"):
+            store.take([0])
+
+
+def test_missing_or_cut_files_on_the_server_are_errors(tmp_path):
+    root = tmp_path / "www"
+    write_store(root / "s.zarr", make_clouds(1500, seed=1), template(), clouds_per_fragment=700,
+                chunks=CHUNKS["lz4"])
+    (root / "plain").mkdir()
+    (root / "plain" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+    points = shard(root / "s.zarr", 1)
+    data = points.read_bytes()
+    with serve_dir(root) as server:
+        with pytest.raises(NotAStoreError, match="not a pcdata store"):
+            open_store(f"{server.url}/plain")
+        store = open_store(f"{server.url}/s.zarr")
+        points.write_bytes(data[:-100])  # cut: the index is no longer at the end
+        with pytest.raises(StoreFormatError, match=r"fragment f0+1: damaged chunk file: its index fails the crc32c"):
+            store.take(np.arange(800, 820))
+        points.unlink()
+        store = open_store(f"{server.url}/s.zarr")
+        with pytest.raises(StoreFormatError, match=r"fragment f0+1: missing chunk file \(http://.*/points/c\.0\.0\)"):
+            store.take(np.arange(800, 820))
+        assert store.take([5]).num_points == open_store(root / "s.zarr").take([5]).num_points  # fragment 0 is fine
+        shutil.rmtree(fragment_dirs(root / "s.zarr")[0])
+        with pytest.raises(StoreFormatError, match="fragment f0+0: missing chunk file"):
+            open_store(f"{server.url}/s.zarr").take([5])
+
+
+def test_a_format_1_store_is_refused_over_http(store_v1):
+    with serve_dir(store_v1.parent) as server:
+        with pytest.raises(StoreFormatError, match="format 1 store is read from a local path only"):
+            open_store(f"{server.url}/{store_v1.name}")
+
+
+def test_inspect_verify_and_export_read_a_store_over_http(served, tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    path, url, _ = served
+    proc = run_cli("pcdata", "inspect", url, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["num_clouds"] == 3000 and doc["path"] == url
+    proc = run_cli("pcdata", "verify", url)
+    assert proc.returncode == 0 and f"ok {url}: 5 fragments" in proc.stdout, proc.stderr
+    for source, name in ((url, "remote.parquet"), (str(path), "local.parquet")):
+        proc = run_cli("pcdata", "export", source, "--format", "parquet", "--split", "test", "--out", str(tmp_path / name))
+        assert proc.returncode == 0, proc.stderr
+    assert pq.read_table(tmp_path / "remote.parquet").equals(pq.read_table(tmp_path / "local.parquet"))
+    proc = run_cli("pcdata", "inspect", url.rsplit("/", 1)[0] + "/none.zarr")
+    assert proc.returncode == 2 and proc.stderr.count("error:") == 1 and "no such store" in proc.stderr
