@@ -51,10 +51,11 @@ TARGETS = (
     Target("voxels", "pcdata/geometry/voxels.py", ("tests/geometry/test_voxels.py",)),
     Target("jet-coordinates", "pcdata/geometry/jets.py", ("tests/geometry/test_jets.py",)),
     Target("shards", "pcdata/store/shards.py", ("tests/store/test_shards.py", "tests/store/test_chunks.py",
-                                                "tests/store/test_reader.py")),
+                                                "tests/store/test_reader.py", "tests/store/test_remote.py")),
     # (test_faults.py kills forked writers at every step and fsyncs each time: 9 min a run here, so
     # the reader's and the writer's mutants run against the in-process tests only)
-    Target("reader", "pcdata/store/reader.py", ("tests/store/test_reader.py", "tests/store/test_chunks.py")),
+    Target("reader", "pcdata/store/reader.py", ("tests/store/test_reader.py", "tests/store/test_chunks.py",
+                                                "tests/store/test_remote.py")),
     Target("writer", "pcdata/store/writer.py", ("tests/store/test_writer.py",)),
     Target("transforms", "pcdata/loaders/transforms.py", ("tests/loaders/test_transforms.py",)),
     Target("loader", "pcdata/loaders/loader.py", ("tests/loaders/test_loader.py", "tests/loaders/test_transforms.py",
