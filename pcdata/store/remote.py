@@ -53,9 +53,10 @@ def _fail(url: str, err: BaseException) -> BaseException:
         return FileNotFoundError(2, "no such file on the server", url)
     if status == 404:
         return FileNotFoundError(2, "no such file on the server", url)
-    if status is None and cause is not None:
-        status = getattr(cause, "status", None)
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, FileNotFoundError) and cause is not None:
+        err = cause  # fsspec's stat hides every failure behind FileNotFoundError(url)
+        status = getattr(err, "status", None)
+    text = f"{type(err).__name__}: {str(err).strip().splitlines()[0]}" if str(err).strip() else type(err).__name__
     what = f"the server answered HTTP {status}" if isinstance(status, int) else f"cannot reach the server ({text})"
     return RemoteStoreError(f"{url}: {what}")
 

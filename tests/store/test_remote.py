@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from pcdata.errors import NotAStoreError, RemoteStoreError, StoreFormatError, St
 from pcdata.loaders import PointCloudLoader
 from pcdata.store import ChunkSpec, open_store, write_store
 from tests.conftest import run_cli
+from tests.helpers import serve_http
 from tests.range_server import serve_dir
 from tests.store.conftest import fragment_dirs, make_clouds, shard, template
 
@@ -78,6 +80,20 @@ def test_the_loader_streams_the_same_batches_over_http(served):
             assert all(np.array_equal(x[k].numpy(), y[k].numpy()) for k in x)
 
 
+class _Failing(BaseHTTPRequestHandler):
+    """A server that answers every request with 503 (overloaded, or its storage is down)."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_HEAD = do_GET
+
+
 def test_server_failures_are_one_error_naming_the_url(served, tmp_path):
     path, url, _ = served
     base = url.rsplit("/", 1)[0]
@@ -88,6 +104,10 @@ def test_server_failures_are_one_error_naming_the_url(served, tmp_path):
         port = s.getsockname()[1]
     with pytest.raises(RemoteStoreError, match=rf"^http://127\.0\.0\.1:{port}/s\.zarr/zarr\.json: cannot reach the server"):
         open_store(f"http://127.0.0.1:{port}/s.zarr")
+
+    with serve_http(_Failing) as failing:
+        with pytest.raises(RemoteStoreError, match=rf"^{failing}/s\.zarr/zarr\.json: the server answered HTTP 503$"):
+            open_store(f"{failing}/s.zarr")
 
     # A server that ignores Range sends whole files: refused where a range is asked, not misread.
     with serve_dir(path.parent, ranges=False) as server:
