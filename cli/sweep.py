@@ -26,8 +26,9 @@ def sweep_cmd(
                                            "(as pcdata ingest --cluster; replaces the study's cluster)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No line per trial."),
 ) -> None:
-    """Run a study: trials as Dask tasks (Optuna's sampler and pruner, its state in STUDY/optuna.db),
-    each trial a resumable run folder scored by the jet evaluation. Killed and run again, it continues."""
+    """Run a study: trials as Dask tasks (Optuna's sampler and pruner, its state in STUDY/optuna.db or the
+    study's storage), each trial a resumable run folder scored by the evaluation of its store's kind (jets
+    or showers). Killed and run again, it continues."""
     from dataclasses import replace
 
     from pcmodels.sweep import load_study, run_study
@@ -63,12 +64,12 @@ def compare_cmd(
     real: Optional[str] = typer.Option(None, "--real", "-r", help="Real store to compare with (default: the "
                                        "first study's store, or the runs' common store)."),
     split: Optional[str] = typer.Option(None, "--split", help="Real split (default: the first study's, else test)."),
-    num: Optional[int] = typer.Option(None, "--num", "-n", help="Jets generated and real (default: the first "
-                                      "study's, else 2000)."),
+    num: Optional[int] = typer.Option(None, "--num", "-n", help="Clouds generated, and real ones (showers: twice "
+                                      "as many) (default: the first study's, else 2000)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the sampling and the evaluation (default: the "
                                        "first study's, else 0)."),
     metric: Optional[str] = typer.Option(None, "--metric", help="Metric to rank by (default: the first study's, "
-                                         "else w1m)."),
+                                         "else w1m for jets, auc_low for showers)."),
     evaluate_pruned: bool = typer.Option(False, "--evaluate-pruned", help="Also score the pruned trials (at the "
                                          "step they stopped; by default listed with their last validation)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
@@ -85,6 +86,6 @@ def compare_cmd(
                      evaluate_pruned=evaluate_pruned, progress=not quiet)
     s = result["settings"]
     top = next((e for e in result["runs"] if e["rank"] == 1), None)
-    typer.echo(f"compared {len(result['runs'])} runs on {s['num']} jets of split {s['split']}; "
+    typer.echo(f"compared {len(result['runs'])} runs on {s['num']} {s['clouds']} of split {s['split']}; "
                + (f"best: {top['label']} {s['metric']} {top['metrics'][s['metric']]['value']:.4g}; " if top else "")
                + f"wrote {Path(out) / 'compare.md'}, .csv, .json, .pdf, .png")

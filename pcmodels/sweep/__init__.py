@@ -1,7 +1,7 @@
 """Sweeps: a study of many trainings described once (:mod:`.study`), run as Dask tasks with
 Optuna's samplers and pruners (:mod:`.runner`, :mod:`.trial`), each trial a resumable run folder
-scored by the jet evaluation (:mod:`.scoring`), and every run compared in one table and figure
-(:mod:`.compare`)."""
+scored by the evaluation of its store's kind, jets or showers (:mod:`.scoring`), and every run
+compared in one table and figure (:mod:`.compare`)."""
 
 from .compare import compare
 from .runner import StudyResult, run_study, study_client

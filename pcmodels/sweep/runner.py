@@ -1,9 +1,10 @@
-"""Run a study: trials as Dask tasks, Optuna's sampler and pruner, its state in SQLite.
+"""Run a study: trials as Dask tasks, Optuna's sampler and pruner, its state in a database.
 
 ::
 
     STUDY/study.json       the validated study (and its identity digest)
-    STUDY/optuna.db        Optuna's RDB storage (SQLite): trials, parameters, reports, outcomes
+    STUDY/optuna.db        Optuna's RDB storage (SQLite) unless the study's ``storage:`` names
+                           another: trials, parameters, reports, outcomes
     STUDY/trials/NNNN/     trial NNNN's run folder (a pcmodels run, resumable) and its evaluations
     STUDY/results.json     every trial's outcome, rewritten as trials end
 
@@ -12,9 +13,10 @@ so far) and never tells: each worker records its own trial's outcome. Restarted,
 resubmits the trials still marked running (they resume from their checkpoints) and asks for new
 ones only up to ``budget.trials``; a finished trial is never run again.
 
-SQLite serves one machine (or workers sharing its file system with working locks). Several nodes
-need a database server that Optuna's RDB storage speaks to (PostgreSQL, MySQL), and the study
-folder on a file system every worker mounts.
+Where the state lives (``storage:``): SQLite serves one machine, or workers that share its file on
+a file system with working POSIX locks (many network file systems lock badly, and SQLite then
+corrupts or stalls). Several nodes need a database server that Optuna's RDB storage speaks to,
+``postgresql://`` or ``mysql://``, and the study folder on a file system every worker mounts.
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ from ..errors import RunError
 from .study import StudySpec, load_study
 from .trial import TrialTask, open_storage, run_trial
 
-__all__ = ["run_study", "StudyResult", "study_client", "study_folder", "trial_dir", "STUDY_FORMAT"]
+__all__ = ["run_study", "StudyResult", "study_client", "study_folder", "trial_dir", "storage_url", "STUDY_FORMAT"]
 
-STUDY_FORMAT = "pcmodels-study"
+STUDY_FORMAT, STUDY_VERSION = "pcmodels-study", 2
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,11 @@ def trial_dir(study: Path, number: int) -> Path:
     return Path(study) / "trials" / f"{number:04d}"
 
 
+def storage_url(storage: str | None, study: Path) -> str:
+    """The study's Optuna storage: its ``storage:`` URL, else ``sqlite:///STUDY/optuna.db``."""
+    return storage or f"sqlite:///{(Path(study) / 'optuna.db').resolve()}"
+
+
 def study_folder(spec: StudySpec, out: str | os.PathLike | None) -> Path:
     if out is not None:
         return Path(out)
@@ -84,10 +91,13 @@ def _check_existing(path: Path, spec: StudySpec) -> bool:
         old = json.loads(meta.read_text())
     except (OSError, ValueError) as err:
         raise RunError(f"{meta}: unreadable study description ({err})") from err
-    if old.get("format") != STUDY_FORMAT or old.get("identity") != spec.identity():
+    if old.get("format") != STUDY_FORMAT or old.get("version") != STUDY_VERSION:
+        raise RunError(f"{meta}: not a study folder of this pcmodels ({old.get('format')} version "
+                       f"{old.get('version')}, expected {STUDY_FORMAT} version {STUDY_VERSION}); choose another --out")
+    if old.get("identity") != spec.identity():
         new = spec.to_dict()
         diff = sorted(k for k in new if k not in ("cluster", "trials", "source") and old.get("study", {}).get(k) != new[k])
-        raise RunError(f"{path}: holds a study of another description (differs in {', '.join(diff) or 'format'}); "
+        raise RunError(f"{path}: holds a study of another description (differs in {', '.join(diff) or 'identity'}); "
                        "use another --out to start a new study")
     return True
 
@@ -97,7 +107,7 @@ def _create(path: Path, spec: StudySpec) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         (tmp / "trials").mkdir(parents=True)
-        write_json_atomic(tmp / "study.json", {"format": STUDY_FORMAT, "version": 1, "identity": spec.identity(),
+        write_json_atomic(tmp / "study.json", {"format": STUDY_FORMAT, "version": STUDY_VERSION, "identity": spec.identity(),
                                                "study": spec.to_dict()})
         os.rename(tmp, path)
     except BaseException:
@@ -117,7 +127,8 @@ def run_study(study: StudySpec | str | os.PathLike, out: str | os.PathLike | Non
 
     Raises:
         ConfigError: the study file is invalid (nothing is created).
-        RunError: ``out`` holds something else than this study.
+        RunError: ``out`` holds something else than this study, or the study's database cannot be
+            opened or holds another study of this name (then nothing is created).
         ClusterError: the cluster cannot be started or reached.
     """
     import optuna
@@ -133,13 +144,17 @@ def run_study(study: StudySpec | str | os.PathLike, out: str | os.PathLike | Non
         if progress:
             print(f"[{time.perf_counter() - t0:6.1f}s] {message}", file=sys.stderr, flush=True)
 
+    url = storage_url(spec.storage, path)
+    storage = ostudy = None
+    if spec.storage is not None:  # first, so that a database that refuses leaves no folder behind
+        storage = open_storage(url)
+        ostudy = _optuna_study(storage, spec, url)
     with study_client(spec.cluster, client) as c:
         if not exists:
             _create(path, spec)
-        url = f"sqlite:///{(path / 'optuna.db').resolve()}"
-        storage = open_storage(url)
-        ostudy = optuna.create_study(study_name=spec.name, storage=storage, sampler=spec.make_sampler(),
-                                     pruner=spec.pruner.make(), direction=spec.direction, load_if_exists=True)
+        if storage is None:  # the default database lives in the folder
+            storage = open_storage(url)
+            ostudy = _optuna_study(storage, spec, url)
         trials = ostudy.get_trials(deepcopy=False)
         queue = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
         to_ask = spec.trials - sum(t.state != optuna.trial.TrialState.WAITING for t in trials)
@@ -189,6 +204,22 @@ def run_study(study: StudySpec | str | os.PathLike, out: str | os.PathLike | Non
     return StudyResult(path, result["trials"], best, time.perf_counter() - t0, submitted)
 
 
+def _optuna_study(storage, spec: StudySpec, url: str):
+    """The study in Optuna's storage, created or loaded. A shared database may hold other studies:
+    one of this name but another description (another folder's study) is refused, not mixed in."""
+    import optuna
+
+    ostudy = optuna.create_study(study_name=spec.name, storage=storage, sampler=spec.make_sampler(),
+                                 pruner=spec.pruner.make(), direction=spec.direction, load_if_exists=True)
+    identity = ostudy.user_attrs.get("pcmodels_identity")
+    if identity is None:
+        ostudy.set_user_attr("pcmodels_identity", spec.identity())
+    elif identity != spec.identity():
+        raise RunError(f"storage: {url} holds another study named {spec.name!r} (another description); "
+                       "rename this study (name:) or use another database")
+    return ostudy
+
+
 def _write_results(path: Path, ostudy, spec: StudySpec) -> dict:
     import optuna
 
@@ -214,8 +245,10 @@ def _params(params: Mapping[str, Any]) -> str:
 def _describe(outcome: dict, spec: StudySpec) -> str:
     n, state = outcome["number"], outcome["state"]
     if state == "complete":
-        return (f"trial {n} complete: {spec.metric} {outcome['value']:.4g} +- {outcome.get('error_of_value', 0):.2g} "
-                f"({outcome.get('step')} steps, {outcome.get('seconds', 0):.0f} s)")
+        error = outcome.get("error_of_value")  # None: a metric without an error (an AUC)
+        return (f"trial {n} complete: {spec.metric} {outcome['value']:.4g}"
+                + ("" if error is None else f" +- {error:.2g}")
+                + f" ({outcome.get('step')} steps, {outcome.get('seconds', 0):.0f} s)")
     if state == "pruned":
         return f"trial {n} pruned at {outcome.get('pruned', 'a report')}"
     return f"trial {n} failed: {outcome.get('error', 'unknown error')}"

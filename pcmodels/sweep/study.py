@@ -11,14 +11,15 @@
       optim.net.lr: {low: 1.0e-4, high: 1.0e-2, log: true}
       network.hidden: [16, 32, 64]
     sampler: tpe                # grid | random | tpe (Optuna's samplers)
-    metric: w1m                 # a key of the evaluation report
-    direction: minimize
+    metric: w1m                 # a key of the evaluation report of the store's kind (jets: w1m ...; showers: auc_low ...)
+    direction: minimize         # default: the evaluation's (every metric is better lower)
     budget: {trials: 8, steps: 60}       # and/or epochs: N, minutes: M (wall time per trial)
     pruner: {name: asha, every: 10}      # asha | median | none; `every`: validate every N steps
     evaluation: {split: val, num: 2000}  # the trial's score: generated jets vs this real split
     seed: 0                     # the sampler's and the trials' training seed
     cluster: {workers: 2}       # where trials run: a cluster description as ``--cluster`` (pcdata.cluster)
     device: cpu
+    storage: sqlite:///other/optuna.db  # Optuna's RDB storage (default: STUDY/optuna.db); postgresql://, mysql://
 
 Every problem is one :class:`~pcmodels.errors.ConfigError` naming the file and the key.
 """
@@ -41,11 +42,11 @@ from ..errors import ConfigError
 __all__ = ["StudySpec", "Param", "PrunerSpec", "load_study", "study_from_dict", "trial_config"]
 
 KEYS = ("name", "store", "model", "config", "set", "space", "sampler", "metric", "direction", "budget", "pruner",
-        "evaluation", "seed", "cluster", "device")
+        "evaluation", "seed", "cluster", "device", "storage")
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("asha", "median", "none")
-#: What the study's trials are scored with: the keys of the jet evaluation report.
-JET_METRICS = ("w1m", "w1p", "w1efp", "fpd", "kpd", "kl")
+#: The databases Optuna's RDB storage is tested against (SQLAlchemy backend names).
+STORAGES = ("sqlite", "postgresql", "mysql")
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,9 @@ class PrunerSpec:
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A validated study. ``base`` is the resolved base config (a plain mapping); ``source`` the file."""
+    """A validated study. ``base`` is the resolved base config (a plain mapping); ``kind`` the
+    store's kind (what scores the trials, :mod:`.scoring`); ``storage`` Optuna's storage URL (None:
+    ``STUDY/optuna.db``); ``source`` the file."""
 
     name: str
     store: str
@@ -115,6 +118,8 @@ class StudySpec:
     seed: int = 0
     cluster: dict = field(default_factory=dict)
     device: str = "cpu"
+    kind: str = "jets"
+    storage: str | None = None
     source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,7 +129,11 @@ class StudySpec:
 
     def identity(self) -> str:
         """A digest of what makes two descriptions the same study (the cluster and the number of
-        trials may change between invocations: a study can be continued elsewhere or extended)."""
+        trials may change between invocations: a study can be continued elsewhere or extended).
+
+        The storage is part of it: the trial folders are named after the storage's trial numbers,
+        so the same folder pointed at another database would pair its new trials with the old
+        trials' run folders (resuming one trial from another's checkpoint)."""
         d = self.to_dict()
         for key in ("cluster", "trials", "source"):
             d.pop(key)
@@ -235,8 +244,8 @@ def study_from_dict(d: Mapping[str, Any], *, base_dir: str | os.PathLike = ".", 
         raise ConfigError(f"budget.trials: {trials} is more than the grid's {grid} points")
 
     metric = _string(d["metric"], "metric")
-    direction = _string(d.get("direction", "minimize"), "direction")
-    if direction not in ("minimize", "maximize"):
+    direction = d.get("direction")
+    if direction is not None and _string(direction, "direction") not in ("minimize", "maximize"):
         raise ConfigError(f"direction: expected minimize or maximize, got {direction!r}")
     pruner = _pruner(d.get("pruner", "none"), base)
     evaluation = _mapping(d.get("evaluation"), "evaluation")
@@ -244,14 +253,15 @@ def study_from_dict(d: Mapping[str, Any], *, base_dir: str | os.PathLike = ".", 
     if unknown:
         raise ConfigError(f"evaluation.{unknown[0]}: unknown key (known: split, num, seed)")
     split = _string(evaluation.get("split", "val"), "evaluation.split")
-    num = _integer(evaluation.get("num", 2000), "evaluation.num", minimum=4)
+    num = _integer(evaluation.get("num", 2000), "evaluation.num", minimum=1)
+    eval_seed = _integer(evaluation.get("seed", seed), "evaluation.seed", minimum=0)
     cluster = _cluster(d.get("cluster"))
+    storage = _storage(d.get("storage"), base_dir)
 
-    store = _store(d["store"], base_dir, spec, metric, split)
+    store, scorer = _store(d["store"], base_dir, spec, metric, split, num)
     return StudySpec(name=name, store=store, model=model, base=base, space=space, sampler=sampler, metric=metric,
-                     direction=direction, trials=trials, pruner=pruner, split=split, num=num,
-                     seed=_integer(evaluation.get("seed", seed), "evaluation.seed", minimum=0), cluster=cluster,
-                     device=device, source=source)
+                     direction=direction or scorer.direction, trials=trials, pruner=pruner, split=split, num=num,
+                     seed=eval_seed, cluster=cluster, device=device, kind=scorer.kind, storage=storage, source=source)
 
 
 def _base_config(value: Any, spec, base_dir: Path) -> dict:
@@ -370,8 +380,12 @@ def _pruner(value: Any, base: dict) -> PrunerSpec:
                       warmup_steps=_integer(value.get("warmup_steps", 0), "pruner.warmup_steps", minimum=0))
 
 
-def _store(value: Any, base_dir: Path, spec, metric: str, split: str) -> str:
+def _store(value: Any, base_dir: Path, spec, metric: str, split: str, num: int):
+    """The store's reference and the :class:`~.scoring.Scorer` of its kind, with the metric and
+    the evaluation's split and size checked against that evaluation."""
     from pcdata import open_store
+
+    from .scoring import SCORERS
 
     ref = _string(value, "store")
     local = Path(ref) if Path(ref).is_absolute() else base_dir / ref
@@ -383,17 +397,63 @@ def _store(value: Any, base_dir: Path, spec, metric: str, split: str) -> str:
         raise ConfigError(f"store: {str(err).splitlines()[0]}") from None
     if store.kind not in spec.kinds:
         raise ConfigError(f"store: a store of {store.kind}; {spec.name} learns {', '.join(spec.kinds)}")
-    if store.kind != "jets":
-        raise ConfigError(f"store: sweeps score jets for now; {store.path} holds {store.kind}")
-    if metric not in JET_METRICS:
-        raise ConfigError(f"metric: {metric!r} is not a metric of the jet evaluation ({', '.join(JET_METRICS)})")
+    scorer = SCORERS.get(store.kind)
+    if scorer is None:
+        raise ConfigError(f"store: sweeps score {', '.join(SCORERS)}; {store.path} holds {store.kind}")
+    if metric not in scorer.metrics:
+        raise ConfigError(f"metric: {metric!r} is not a metric of the {scorer.title} ({', '.join(scorer.metrics)})")
+    if num < scorer.min_num:
+        raise ConfigError(f"evaluation.num: the {scorer.title} needs at least {scorer.min_num} {scorer.clouds}, "
+                          f"got {num}")
     try:
         n = len(store.split_indices(split))
     except KeyError:
         raise ConfigError(f"evaluation.split: {store.path} has no split {split!r}") from None
-    if n < 4:
-        raise ConfigError(f"evaluation.split: split {split!r} of {store.path} has {n} clouds (need 4)")
-    return str(store.path) if Path(str(store.path)).exists() else ref
+    if n < scorer.min_real:
+        raise ConfigError(f"evaluation.split: split {split!r} of {store.path} has {n} clouds "
+                          f"(the {scorer.title} needs {scorer.min_real})")
+    return (str(store.path) if Path(str(store.path)).exists() else ref), scorer
+
+
+def _storage(value: Any, base_dir: Path) -> str | None:
+    """Optuna's storage URL, checked without connecting or creating anything (None: the default,
+    ``STUDY/optuna.db``). A relative SQLite path is relative to the study file's folder."""
+    if value is None:
+        return None
+    text = _string(value, "storage")
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise ConfigError(f"storage: {text!r} is not a database URL (sqlite:///PATH, postgresql://HOST/DB, "
+                          "mysql://HOST/DB)") from None
+    backend = url.get_backend_name()
+    if backend not in STORAGES:
+        raise ConfigError(f"storage: {url.drivername!r} is not a database Optuna's storage serves here "
+                          f"(one of {', '.join(STORAGES)})")
+    if url.password is not None:
+        # study.json records the URL, and every worker's task carries it.
+        raise ConfigError("storage: the URL holds a password; give it to the database client instead "
+                          "(PostgreSQL: PGPASSWORD or ~/.pgpass; MySQL: an option file, ?read_default_file=...)")
+    if backend == "sqlite":
+        if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+            raise ConfigError("storage: an in-memory SQLite database dies with the client; give a file "
+                              "(sqlite:///PATH)")
+        path = Path(url.database).expanduser()
+        path = path if path.is_absolute() else base_dir / path
+        if not path.parent.is_dir():
+            raise ConfigError(f"storage: {path.parent} is not a folder (the SQLite file {path.name} goes there)")
+        if path.is_dir():
+            raise ConfigError(f"storage: {path} is a folder, not a database file")
+        return url.set(database=str(path.resolve())).render_as_string(hide_password=False)
+    try:  # the driver must be importable here; the workers need it too
+        url.get_dialect().import_dbapi()
+    except ImportError as err:
+        raise ConfigError(f"storage: {url.drivername} needs its database driver ({err}); install it where the "
+                          "client and the workers run") from None
+    return url.render_as_string(hide_password=False)
 
 
 # -- small checks ------------------------------------------------------------------------------------

@@ -28,11 +28,23 @@ class TrialTask:
 
 
 def open_storage(url: str):
-    """Optuna's RDB storage; SQLite waits up to a minute for a lock (several workers write)."""
+    """Optuna's RDB storage at ``url`` (SQLite, PostgreSQL, MySQL); SQLite waits up to a minute for
+    a lock (several workers write).
+
+    Raises:
+        RunError: the database cannot be opened or reached.
+    """
     import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..errors import RunError
 
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except SQLAlchemyError as err:
+        line = str(getattr(err, "orig", None) or err).splitlines()[0]
+        raise RunError(f"storage: cannot open {url} ({line})") from err
 
 
 def _single_thread() -> None:
@@ -76,9 +88,9 @@ def _run_locked(task: TrialTask) -> dict[str, Any]:
     import optuna
     from threadpoolctl import threadpool_limits
 
-    from ..errors import ConfigError
+    from ..errors import ConfigError, EvaluationError
     from ..training import train
-    from .scoring import score_run
+    from .scoring import score_run, scorer
     from .study import trial_config
 
     spec = task.spec
@@ -114,9 +126,11 @@ def _run_locked(task: TrialTask) -> dict[str, Any]:
             trial.set_user_attr("step", result.steps)
             trial.set_user_attr("train_seconds", round(time.perf_counter() - t0, 2))
             report_ = score_run(task.run_dir, spec.store, split=spec.split, num=spec.num, seed=spec.seed,
-                                device=spec.device)
-        value = float(report_[spec.metric]["value"])
-        trial.set_user_attr("error_of_value", float(report_[spec.metric]["error"]))
+                                kind=spec.kind, device=spec.device)
+        value, error = scorer(spec.kind).read(report_, spec.metric)
+        if value is None:
+            raise EvaluationError(f"{spec.metric}: the evaluation gave no finite value")
+        trial.set_user_attr("error_of_value", error)  # None: a metric without an error (an AUC)
         trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
         study.tell(trial, value)
         return _outcome(task, "complete", value, storage.get_trial(task.trial_id).user_attrs)

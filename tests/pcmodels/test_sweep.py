@@ -1,5 +1,7 @@
 """Sweeps: a real study of EPiC-FM tiny on a 2-worker local cluster with ASHA, killed and restarted,
-then compared; bad study files refused in one line with nothing created."""
+then compared; a real shower study scored by the CaloChallenge evaluation, its state in a database
+outside the study folder, then compared; a trial task resubmitted while its orphan still runs
+waits for it and trains nothing; bad study files refused in one line with nothing created."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import yaml
 from pcdata.ingest import IngestOptions, ingest_jetnet
 from pcmodels.errors import ConfigError
 from pcmodels.sweep import load_study
+from pcmodels.sweep.study import study_from_dict
+from pcmodels.sweep.trial import TrialTask, open_storage, run_trial
 from tests.conftest import REPO, run_cli
 
 pytestmark = [pytest.mark.distributed]
@@ -35,6 +39,16 @@ def study_doc(store, /, **changes) -> dict:
            "metric": "w1m", "budget": {"trials": 8, "steps": 24},
            "pruner": {"name": "asha", "every": 6, "reduction_factor": 2},
            "evaluation": {"split": "val", "num": 100}, "seed": 0, "cluster": {"workers": 2}}
+    doc.update(changes)
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def shower_doc(store, /, **changes) -> dict:
+    """A tiny shower study: MDMA's tiny shower config, two grid trials of a few steps, no pruner."""
+    doc = {"store": str(store), "model": "mdma", "config": "tiny-showers",
+           "space": {"optim.generator.lr": [1.0e-3, 3.0e-3]}, "sampler": "grid", "metric": "auc_low",
+           "budget": {"trials": 2, "steps": 10}, "pruner": "none", "evaluation": {"split": "val", "num": 20},
+           "seed": 0, "cluster": {"workers": 1}}
     doc.update(changes)
     return {k: v for k, v in doc.items() if v is not None}
 
@@ -223,3 +237,191 @@ def test_compare_refuses_what_is_neither_a_run_nor_a_study(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert proc.stderr == f"error: {tmp_path / 'notes'}: neither a training run (run.json) nor a study folder (study.json)\n"
     assert not (tmp_path / "cmp").exists()
+
+
+SHOWER_METRICS = ["auc_low", "auc_high", "jsd_low", "jsd_high", "fpd", "kpd"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # about 45 s on an idle 2-core machine
+def test_shower_study_into_a_database_elsewhere_then_compare_with_the_floor(tmp_path, ds2_store):
+    (tmp_path / "db").mkdir()
+    db = tmp_path / "db" / "elsewhere.db"
+    study = write(tmp_path / "showers.yaml", shower_doc(ds2_store, storage=f"sqlite:///{db}"))
+    out = tmp_path / "showers"
+    proc = run_cli("pcmodels", "sweep", str(study), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 trials (2 complete)" in proc.stdout
+    assert "+-" not in proc.stderr  # an AUC has no error to print
+
+    # The trials went into the named database; the study folder has none of its own.
+    assert not (out / "optuna.db").exists()
+    trials = trials_in_db(db)
+    assert sorted(trials) == [0, 1] and {s for s, _, _ in trials.values()} == {"COMPLETE"}
+    recorded = json.loads((out / "study.json").read_text())["study"]
+    assert recorded["storage"] == f"sqlite:///{db}" and recorded["kind"] == "showers"
+    results = json.loads((out / "results.json").read_text())
+    values = {r["number"]: r["value"] for r in results["trials"]}
+    assert values == {n: v for n, (_, v, _) in trials.items()}
+    assert all(0.0 <= v <= 1.0 for v in values.values())  # a calibrated AUC
+    assert all(r["error_of_value"] is None for r in results["trials"])
+    assert results["best"]["value"] == min(values.values())
+    # Scored by the CaloChallenge evaluation with the sweep's classifiers, no figures.
+    report = json.loads(next((out / "trials" / "0000" / "evaluations").glob("*/metrics.json")).read_text())
+    assert report["kind"] == "showers" and report["auc_low"] == values[0] and report["plots"] == []
+    assert (report["classifier"]["config"]["epochs"], report["classifier"]["config"]["hidden"]) == (10, 512)
+    assert report["floor"]["auc_low"] is not None
+
+    # compare finds the trials in that database and ranks them by auc_low beside the floor.
+    cmp = tmp_path / "cmp"
+    proc = run_cli("pcmodels", "compare", str(out), "--out", str(cmp), "--quiet", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "on 20 showers of split val" in proc.stdout
+    table = json.loads((cmp / "compare.json").read_text())
+    assert table["settings"]["kind"] == "showers" and table["settings"]["metric"] == "auc_low"
+    ranked = [r for r in table["runs"] if r["rank"] is not None]
+    assert {r["trial"]: r["metrics"]["auc_low"]["value"] for r in ranked} == values  # the trials' evaluations, read
+    assert [r["metrics"]["auc_low"]["value"] for r in ranked] == sorted(values.values())
+    assert list(table["floor"]) == SHOWER_METRICS
+    assert table["floor"]["auc_low"] == {"value": report["floor"]["auc_low"], "error": None, "scale": 1.0}
+    assert table["floor"]["fpd"]["error"] == report["floor"]["fpd"]["error"]
+    md = (cmp / "compare.md").read_text()
+    assert "20 generated showers against at most 40 real showers" in md
+    header = next(line for line in md.splitlines() if line.startswith("| rank |"))
+    assert header.endswith("| " + " | ".join(SHOWER_METRICS) + " |")
+    floor_row = next(line for line in md.splitlines() if "real-vs-real floor" in line)
+    cells = [c.strip() for c in floor_row.strip("|").split("|")][-len(SHOWER_METRICS):]
+    assert ["±" in c for c in cells] == [False, False, False, False, True, True]  # AUCs, JSDs; FPD, KPD
+    assert cells[0] == f"{report['floor']['auc_low']:.3g}"
+    rows = (cmp / "compare.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 + 1 and rows[0].split(",")[-13:-1] == [c for m in SHOWER_METRICS for c in (m, f"{m}_error")]
+
+
+def test_shower_and_jet_metrics_belong_to_their_kind_and_bad_storage_is_refused_by_the_cli(tmp_path, store,
+                                                                                           ds2_store):
+    cases = [(shower_doc(ds2_store, metric="w1m"),
+              "metric: 'w1m' is not a metric of the shower evaluation (auc_low, auc_high, jsd_low, jsd_high, fpd, kpd)"),
+             (study_doc(store, metric="auc_low"), "metric: 'auc_low' is not a metric of the jet evaluation"),
+             (shower_doc(ds2_store, evaluation={"num": 4}),
+              "evaluation.num: the shower evaluation needs at least 5 showers, got 4"),
+             (study_doc(store, storage="redis://localhost/0"), "storage: 'redis' is not a database"),
+             (study_doc(store, storage="sqlite:///missing/optuna.db"), f"storage: {tmp_path / 'missing'} is not a folder")]
+    for doc, message in cases:
+        path = write(tmp_path / "bad.yaml", doc)
+        proc = run_cli("pcmodels", "sweep", str(path))
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"error: {path}: {message}"), proc.stderr
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]  # no study folder, no database
+
+
+@pytest.mark.parametrize("storage, message", [
+    ("redis://localhost/0", "storage: 'redis' is not a database Optuna's storage serves here (one of sqlite, "
+                            "postgresql, mysql)"),
+    ("not a url", "storage: 'not a url' is not a database URL (sqlite:///PATH, postgresql://HOST/DB, mysql://HOST/DB)"),
+    ("sqlite://", "storage: an in-memory SQLite database dies with the client; give a file (sqlite:///PATH)"),
+    ("sqlite:///:memory:", "storage: an in-memory SQLite database dies with the client"),
+    ("sqlite:///missing/optuna.db", "storage: {tmp}/missing is not a folder (the SQLite file optuna.db goes there)"),
+    ("sqlite:///", "storage: an in-memory SQLite database"),
+    ("sqlite:///dbs", "storage: {tmp}/dbs is a folder, not a database file"),
+    ("postgresql://sweeper:secret@db.example.org/optuna", "storage: the URL holds a password; give it to the "
+                                                          "database client instead (PostgreSQL: PGPASSWORD"),
+    (5432, "storage: expected a string, got 5432"),
+])
+def test_bad_storage_is_one_line_naming_the_key(tmp_path, store, storage, message):
+    (tmp_path / "dbs").mkdir()
+    path = write(tmp_path / "bad.yaml", study_doc(store, storage=storage))
+    with pytest.raises(ConfigError) as err:
+        load_study(path)
+    assert str(err.value).startswith(f"{path}: {message.format(tmp=tmp_path)}")
+    assert "\n" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "dbs"] and not any((tmp_path / "dbs").iterdir())
+
+
+def test_storage_paths_resolve_beside_the_study_file_and_name_the_study(tmp_path, store):
+    (tmp_path / "dbs").mkdir()
+    doc = study_doc(store)
+    default = load_study(write(tmp_path / "s.yaml", doc))
+    elsewhere = load_study(write(tmp_path / "s.yaml", {**doc, "storage": "sqlite:///dbs/s.db"}))
+    assert default.storage is None and elsewhere.storage == f"sqlite:///{tmp_path / 'dbs' / 's.db'}"
+    assert not (tmp_path / "dbs" / "s.db").exists()  # checked, not created
+    # Another database is another study: the trial folders are numbered by the database's trials.
+    assert elsewhere.identity() != default.identity()
+    # A server database: accepted without connecting when its driver is installed here.
+    server = {**doc, "storage": "postgresql://sweeper@db.example.org/optuna"}
+    try:
+        import psycopg  # noqa: F401 - SQLAlchemy's default PostgreSQL driver
+    except ImportError:
+        with pytest.raises(ConfigError, match=r"storage: postgresql needs its database driver \(No module named"):
+            load_study(write(tmp_path / "s.yaml", server))
+    else:
+        assert load_study(write(tmp_path / "s.yaml", server)).storage == server["storage"]
+
+
+def test_a_database_holding_another_study_of_the_name_is_refused_with_no_folder(tmp_path, store):
+    import optuna
+
+    db = tmp_path / "shared.db"
+    first = load_study(write(tmp_path / "lr.yaml", study_doc(store, storage=f"sqlite:///{db}")))
+    ostudy = optuna.create_study(study_name="lr", storage=open_storage(f"sqlite:///{db}"))
+    ostudy.set_user_attr("pcmodels_identity", "0123456789abcdef")  # another folder's study "lr"
+    assert first.identity() != "0123456789abcdef"
+    proc = run_cli("pcmodels", "sweep", str(tmp_path / "lr.yaml"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr == (f"error: storage: sqlite:///{db} holds another study named 'lr' (another description); "
+                           "rename this study (name:) or use another database\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.yaml", "shared.db"]
+
+
+ORPHAN = """
+import sys, time
+import optuna
+from pcmodels.sweep.trial import _trial_lock, open_storage
+
+url, trial_id, run_dir, hold = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+with _trial_lock(run_dir):
+    print("locked", time.time(), flush=True)
+    time.sleep(hold)
+    # As the task of a client that died: it finishes its trial and records it, then its lock goes.
+    storage = open_storage(url)
+    storage.set_trial_user_attr(trial_id, "step", 24)
+    storage.set_trial_state_values(trial_id, optuna.trial.TrialState.COMPLETE, [0.125])
+    print("released", time.time(), flush=True)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_resubmitted_trial_waits_for_its_orphan_and_never_trains_twice(tmp_path, store):
+    import optuna
+    import torch
+
+    hold = 4.0
+    spec = study_from_dict(study_doc(store, pruner="none"), base_dir=tmp_path, default_name="orphan")
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    ostudy = optuna.create_study(study_name=spec.name, storage=open_storage(url), sampler=spec.make_sampler(),
+                                 direction=spec.direction)
+    trial = ostudy.ask({p.key: p.distribution() for p in spec.space})
+    run_dir = tmp_path / "trials" / "0000"
+    task = TrialTask(url, spec.name, trial._trial_id, trial.number, dict(trial.params), spec, str(run_dir))
+    orphan = subprocess.Popen([sys.executable, "-c", ORPHAN, url, str(trial._trial_id), str(run_dir), str(hold)],
+                              cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    threads = torch.get_num_threads()
+    try:
+        line = orphan.stdout.readline()
+        assert line.startswith("locked"), orphan.stderr.read()
+        locked_at = float(line.split()[1])
+        t0 = time.perf_counter()
+        outcome = run_trial(task)  # the resubmitted task, in this process
+        elapsed, returned_at = time.perf_counter() - t0, time.time()
+    finally:
+        torch.set_num_threads(threads)  # run_trial pins this process to one thread, as a worker
+        orphan.wait(timeout=60)
+    released_at = float(orphan.stdout.read().split()[1])
+    assert orphan.returncode == 0, orphan.stderr.read()
+    # It waited for the orphan's lock, then found the trial finished: the orphan's outcome, nothing trained.
+    assert returned_at >= released_at and returned_at - locked_at >= hold and elapsed >= hold - 0.5
+    assert outcome == {"number": 0, "state": "complete", "value": 0.125, "params": dict(trial.params), "step": 24}
+    assert not run_dir.exists()  # no run folder, no checkpoint
+    assert sorted(p.name for p in (tmp_path / "trials").iterdir()) == ["0000.lock"]
+    assert [t[:2] for t in trials_in_db(tmp_path / "optuna.db").values()] == [("COMPLETE", 0.125)]  # told once
