@@ -250,6 +250,19 @@ def _sample(run: Callable[[Env], Path] | None = None, *extra: str, out: str = "g
     return make
 
 
+def _sweep(**changes):
+    """``pcmodels sweep`` of a study of EPiC-FM tiny on the good store, with ``changes`` to its file."""
+    def make(e: Env):
+        import yaml
+
+        doc = {"store": str(e.store), "model": "epic-fm", "config": "tiny", "space": {"optim.net.lr": [1e-4, 1e-3]},
+               "metric": "w1m", "budget": {"trials": 2, "steps": 2}, "pruner": {"name": "none"},
+               "cluster": {"workers": 1}, **changes}
+        study = _write(e.d / "s.yaml", yaml.safe_dump(doc))
+        return ["pcmodels", "sweep", str(study), "--out", str(e.d / "st")], [e.d / "st", e.d / "s"]
+    return make
+
+
 def _resume(edit: Callable[[Path], None]):
     """Continue a run whose checkpoint was damaged: train it 2 more steps."""
     def make(e: Env):
@@ -553,6 +566,18 @@ CASES: list[Case] = [
                                             lambda e: str(e.d / "s.zarr"), "--scheduler", lambda e: e.scheduler,
                                             outputs=lambda e: [e.d / "s.zarr"]),
          r"http://127\.0\.0\.1:1/j\.root: cannot reach the server \("),
+    # -- stores read over HTTP (pcdata/store/remote.py; served stores: tests/store/test_remote.py) ------
+    Case("inspect-unreachable-store-url", _cmd("pcdata", "inspect", "http://127.0.0.1:1/s.zarr"),
+         r"http://127\.0\.0\.1:1/s\.zarr/zarr\.json: cannot reach the server \("),
+    Case("export-unreachable-store-url", _cmd("pcdata", "export", "http://127.0.0.1:1/s.zarr", "--format", "parquet",
+                                              "--out", lambda e: str(e.d / "o.parquet"), outputs=lambda e: [e.d / "o.parquet"]),
+         r"http://127\.0\.0\.1:1/s\.zarr/zarr\.json: cannot reach the server"),
+    # -- study files (pcmodels/sweep/study.py; studies that run: tests/pcmodels/test_sweep.py) ----------
+    Case("sweep-unknown-hyperparameter", _sweep(space={"network.hiden": [16, 32]}), r"s\.yaml: space\.network\.hiden"),
+    Case("sweep-empty-space", _sweep(space={}), r"s\.yaml: space"),
+    Case("sweep-shower-metric-on-jets", _sweep(metric="auc_low"), r"s\.yaml: metric: 'auc_low'"),
+    Case("sweep-storage-unknown-database", _sweep(storage="redis://127.0.0.1/0"), r"s\.yaml: storage"),
+    Case("sweep-storage-missing-directory", _sweep(storage="sqlite:///no/such/dir/o.db"), r"s\.yaml: storage"),
 ]
 
 
@@ -652,4 +677,4 @@ def test_the_corpus_is_large_and_covers_every_input_kind():
     assert len(CASES) >= 100 and len({c.id for c in CASES}) == len(CASES)
     kinds = {c.id.split("-")[0] for c in CASES}
     assert {"jetnet", "calo", "root", "inspect", "export", "catalog", "download", "generate", "train", "resume", "sample",
-            "evaluate"} <= kinds
+            "evaluate", "sweep"} <= kinds
