@@ -307,6 +307,7 @@ class ShardFile:
         lie back to back in index order, as written)."""
         entries, r = self.entries, self.rows
         first, last = start // r, (stop - 1) // r
+        # min and max: a shard of another writer may hold its chunks in another order
         lo_byte = int(entries[first:last + 1, 0].min())
         hi_byte = int((entries[first:last + 1, 0] + entries[first:last + 1, 1]).max())
         try:
@@ -322,7 +323,7 @@ class ShardFile:
             raw = np.frombuffer(data, np.uint8, count=int(entries[i, 1]), offset=int(entries[i, 0]) - lo_byte)
             if not self.compressed:
                 skip = (a - i * r) * row_bytes
-                dest.reshape(-1).view(np.uint8)[:] = raw[skip : skip + (b - a) * row_bytes]
+                dest.reshape(-1).view(np.uint8)[:] = raw[skip : skip + (b - a) * row_bytes]  # pragma: no mutate (any negative: -1)
             elif b - a == r:
                 self._decode(i, raw, dest)
             else:

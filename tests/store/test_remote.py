@@ -55,6 +55,17 @@ def test_reads_over_http_equal_the_local_reads(served):
     assert remote.map_points() is None  # nothing to map from a server
 
 
+def test_every_row_range_reads_as_on_disk(served):
+    """Ranges starting and ending on, just before and just after chunk edges (512 rows), inside one
+    chunk and across several: the ranged request and the cut into rows are exact."""
+    path, url, _ = served
+    local, remote = open_store(path), open_store(url)
+    cases = [(a, b) for a in (0, 1, 100, 511, 512, 513, 1000) for b in (2, 300, 511, 512, 513, 1023, 1024, 1025, 2049, 5000)
+             if b > a]
+    for a, b in cases:
+        assert np.array_equal(remote.read_points(a, b), local.read_points(a, b)), (a, b)
+
+
 def test_a_few_clouds_fetch_a_small_part_of_the_store(served):
     path, url, server = served
     total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -131,6 +142,10 @@ def test_missing_or_cut_files_on_the_server_are_errors(tmp_path):
         points.write_bytes(data[:-100])  # cut: the index is no longer at the end
         with pytest.raises(StoreFormatError, match=r"fragment f0+1: damaged chunk file: its index fails the crc32c"):
             store.take(np.arange(800, 820))
+        points.write_bytes(data[:10])
+        store = open_store(f"{server.url}/s.zarr")
+        with pytest.raises(StoreFormatError, match=r"fragment f0+1: damaged chunk file: 10 bytes, shorter than its index"):
+            store.take(np.arange(800, 820))
         points.unlink()
         store = open_store(f"{server.url}/s.zarr")
         with pytest.raises(StoreFormatError, match=r"fragment f0+1: missing chunk file \(http://.*/points/c\.0\.0\)"):
@@ -139,6 +154,39 @@ def test_missing_or_cut_files_on_the_server_are_errors(tmp_path):
         shutil.rmtree(fragment_dirs(root / "s.zarr")[0])
         with pytest.raises(StoreFormatError, match="fragment f0+0: missing chunk file"):
             open_store(f"{server.url}/s.zarr").take([5])
+
+
+def test_a_shard_that_changes_under_a_reader_is_an_error_naming_the_chunk(tmp_path):
+    """The reader keeps each shard's index once read; a shard cut, removed or damaged on the server
+    afterwards is reported, never read as other bytes."""
+    from tests.store.conftest import shard_entries
+
+    root = tmp_path / "www"
+    write_store(root / "s.zarr", make_clouds(1500, seed=1), template(), clouds_per_fragment=700,
+                chunks=CHUNKS["lz4"])
+    points = shard(root / "s.zarr", 1)
+    data, entries = points.read_bytes(), shard_entries(points)
+    local = open_store(root / "s.zarr")
+    first = int(local.point_starts[1])  # fragment 1's first point row
+    with serve_dir(root) as server:
+        store = open_store(f"{server.url}/s.zarr")
+        assert np.array_equal(store.read_points(first, first + 10), local.read_points(first, first + 10))
+        # chunk 3's Blosc header says it decodes to one byte fewer
+        bad = bytearray(data)
+        at = entries[3][0] + 4
+        bad[at : at + 4] = (int.from_bytes(data[at : at + 4], "little") - 1).to_bytes(4, "little")
+        points.write_bytes(bytes(bad))
+        for a, b in ((3 * 512, 4 * 512), (3 * 512 + 5, 3 * 512 + 9)):  # the whole chunk, and a part of it
+            with pytest.raises(StoreFormatError, match=r"fragment f0+1: damaged Blosc chunk 3 \(decodes to"):
+                store.read_points(first + a, first + b)
+        points.write_bytes(data[: entries[5][0] + 10])  # cut inside chunk 5
+        with pytest.raises(StoreFormatError, match=r"fragment f0+1: damaged chunk file: chunks 4-5 cut short"):
+            store.read_points(first + 4 * 512, first + 6 * 512)
+        with pytest.raises(StoreFormatError, match=r"fragment f0+1: damaged chunk file: chunks 7-7 cut short"):
+            store.read_points(first + 7 * 512, first + 7 * 512 + 1)  # wholly past the end: HTTP 416
+        points.unlink()
+        with pytest.raises(StoreFormatError, match=r"fragment f0+1: missing chunk file \(http://\S+/points/c\.0\.0\)$"):
+            store.read_points(first, first + 10)
 
 
 def test_a_format_1_store_is_refused_over_http(store_v1):
