@@ -3,7 +3,7 @@
 1. ``--jets`` Pythia 8 top jets (``--particles`` 30 or 150) generated once
    (``bench-data/t<P>-<N>.hdf5``) and ingested into a store (70/15/15 split).
 2. Each model (``--models``) trained with its ``small`` config for the same wall time
-   (``--minutes``, the trainer's ``train.max_minutes``); two probes (50 and 250 steps) measure the
+   (``--minutes``, the trainer's ``train.max_minutes``); two probes (``--probe-steps``, 50 and 250) measure the
    step time, and the schedule spans the steps that should fit.
 3. Generation cost in ms per jet at batch ``--timing-batch`` (1,000) for every sampler of the model
    (and 25/50/100 steps where the sampler has steps), best of 3.
@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--timing", choices=("all", "default"), default="all",
                     help="time every sampler at 25/50/100 steps, or only the default sampler at 50")
     ap.add_argument("--reuse", action="store_true", help="reuse a finished run of this benchmark in --workdir")
+    ap.add_argument("--probe-steps", default="50,250",
+                    help="the two probes' steps (fewer for a model whose steps take seconds, e.g. 3,8)")
     ap.add_argument("--set", action="append", default=[], help="config override for every model")
     ap.add_argument("--workdir", type=Path, default=Path("bench-data"))
     args = ap.parse_args()
@@ -78,9 +80,9 @@ def main() -> None:
             r = type(r)(r.run, r.steps, r.final, r.validation, rate, r.parameters)
             train_s = r.steps * load_config(run / "config.yaml").data.batch_size / rate
         else:
-            # Step time from two probes (50 and 250 steps), so start-up costs cancel out.
-            took = []
-            for n in (50, 250):
+            # Step time from two probes (50 and 250 steps by default), so start-up costs cancel out.
+            took, probes = [], [int(x) for x in args.probe_steps.split(",")]
+            for n in probes:
                 probe_dir = args.workdir / f"probe-{model}-{P}-{n}"
                 shutil.rmtree(probe_dir, ignore_errors=True)
                 t0 = time.perf_counter()
@@ -88,7 +90,7 @@ def main() -> None:
                       progress=False)
                 took.append(time.perf_counter() - t0)
                 shutil.rmtree(probe_dir, ignore_errors=True)
-            per_step = (took[1] - took[0]) / 200
+            per_step = (took[1] - took[0]) / (probes[1] - probes[0])
             steps = max(30, int(args.minutes * 60 / per_step))
             run = args.workdir / f"run-{model}-{P}-{args.jets}-{steps}"
             shutil.rmtree(run, ignore_errors=True)
