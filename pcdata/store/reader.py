@@ -158,31 +158,30 @@ class _Fragment:
         np.add.at(needed, (stops[nz] - 1) // rows + 1, -1)
         chunk_used = np.cumsum(needed)[:-1] > 0
         # Runs of consecutive needed chunks become one contiguous read each.
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], chunk_used.astype(np.int8), [0]])))
+        edges = np.flatnonzero(np.diff(np.concatenate([[False], chunk_used, [False]])))
         run_lo, run_hi = edges[0::2] * rows, np.minimum(edges[1::2] * rows, self.info.num_points)
         buffer = (np.concatenate([self.read_points(a, b) for a, b in zip(run_lo, run_hi)])
                   if len(run_lo) else np.zeros((0, len(point_features)), dtype=np.float32))
         run_base = np.concatenate([[0], np.cumsum(run_hi - run_lo)])[:-1]
-        row = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1], dtype=np.int64)
+        row = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
         run = np.searchsorted(run_lo, row, side="right") - 1
-        points = buffer[row - run_lo[run] + run_base[run]] if len(row) else buffer[:0]
+        points = buffer[row - run_lo[run] + run_base[run]]
         return Clouds(points, offsets, {n: self.field(n)[local] for n in names}, point_features)
 
 
 class _FragmentV1(_Fragment):
     """A format 1 fragment: one unsharded group, read through zarr or :class:`ChunkFile`."""
 
-    def __init__(self, root: Path, meta: StoreMeta, info: FragmentInfo):
+    def __init__(self, root: Path, info: FragmentInfo):
         self.root, self.info = root, info
-        self.path = Path(fragment_dir(root, "", info.id))
-        self.where = f"{root}: fragment {info.id}"
+        self.path = Path(fragment_dir(root, "", info.id))  # pragma: no mutate (None is no generation too: format 1)
         self.fields = {}
 
     def _open(self, name: str):
         import zarr
 
         try:
-            return zarr.open_array(str(self.path), path=name, mode="r")
+            return zarr.open_array(str(self.path), path=name, mode="r")  # pragma: no mutate (no mode writes on opening)
         except Exception as err:  # zarr raises several kinds for a missing or broken node
             raise StoreFormatError(f"{self.root}: fragment {self.info.id} is missing or damaged ({name}: {err})") from err
 
@@ -211,8 +210,7 @@ class _FragmentV1(_Fragment):
         fast = self._points_chunks
         if fast is not None:
             return fast.read(start, stop, out)
-        data = (np.zeros((0, self.points.shape[1]), dtype=np.float32) if stop <= start
-                else np.asarray(self.points[start:stop], dtype=np.float32))
+        data = np.asarray(self.points[start:stop], dtype=np.float32)  # pragma: no mutate (format 1 points are float32)
         if out is None:
             return data
         out[...] = data
@@ -224,8 +222,8 @@ class _Part:
 
     def __init__(self, infos: Sequence[FragmentInfo], cloud_base: int, point_base: int):
         self.infos = tuple(infos)
-        self.starts = cloud_base + np.concatenate([[0], np.cumsum([f.num_clouds for f in infos])]).astype(np.int64)
-        self.point_starts = point_base + np.concatenate([[0], np.cumsum([f.num_points for f in infos])]).astype(np.int64)
+        self.starts = cloud_base + np.cumsum([0, *(f.num_clouds for f in infos)])
+        self.point_starts = point_base + np.cumsum([0, *(f.num_points for f in infos)])
 
 
 class Store:
@@ -241,17 +239,16 @@ class Store:
         self._root = os.fspath(path)
         self.meta = meta
         self._v1 = meta.version == 1
+        self._index = meta.manifests.index  # the parts read on demand (none when fragments are given)
         if fragments is not None:  # listed in full already: one in-memory part
             self._parts: dict[int, _Part] = {0: _Part(fragments, 0, 0)}
             sizes = [(len(fragments), sum(f.num_clouds for f in fragments), sum(f.num_points for f in fragments))]
-            self._index = None
         else:
             self._parts = {}
-            self._index = meta.manifests.index
             sizes = [(p.fragments, p.clouds, p.points) for p in self._index]
-        sizes = np.array(sizes or [(0, 0, 0)], dtype=np.int64).reshape(-1, 3)
+        # First fragment, cloud and point of each part, then the totals (lists of ints: int64 arrays).
         self._part_frags, self._part_clouds, self._part_points = (
-            np.concatenate([[0], np.cumsum(sizes[:, j])]).astype(np.int64) for j in range(3))
+            np.cumsum([0, *(size[j] for size in sizes)]) for j in range(3))
         if self._part_clouds[-1] != meta.num_clouds or self._part_points[-1] != meta.num_points:
             raise StoreFormatError(f"{path}: the manifests list {self._part_clouds[-1]} clouds and {self._part_points[-1]} "
                                    f"points, the root metadata {meta.num_clouds} and {meta.num_points}")
@@ -287,7 +284,7 @@ class Store:
         frag = self._cache.get(k)
         if frag is None:
             # A str root: os.path.join on a Path costs more than the rest of a fragment's set-up.
-            frag = _FragmentV1(self.path, self.meta, self._info(k)) if self._v1 else _Fragment(self._root, self.meta, self._info(k))
+            frag = _FragmentV1(self.path, self._info(k)) if self._v1 else _Fragment(self._root, self.meta, self._info(k))
             self._cache[k] = frag
             if len(self._cache) > self._cache_limit:
                 self._cache.popitem(last=False)
@@ -295,15 +292,16 @@ class Store:
             self._cache.move_to_end(k)
         return frag
 
-    def _locate(self, idx: np.ndarray, bounds: str) -> tuple[np.ndarray, np.ndarray]:
-        """Fragment (global number) and local position of sorted global cloud (or point) indices."""
-        part_bounds = self._part_clouds if bounds == "clouds" else self._part_points
+    def _locate(self, idx: np.ndarray, *, points: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Fragment (global number) and local position of sorted global cloud (or, with ``points``,
+        point) indices."""
+        part_bounds = self._part_points if points else self._part_clouds
         p_of = np.searchsorted(part_bounds, idx, side="right") - 1
         frag, local = np.empty_like(idx), np.empty_like(idx)
         for p in np.unique(p_of):
             sel = p_of == p
             part = self._part(int(p))
-            starts = part.starts if bounds == "clouds" else part.point_starts
+            starts = part.point_starts if points else part.starts
             j = np.searchsorted(starts, idx[sel], side="right") - 1
             frag[sel], local[sel] = j + self._part_frags[p], idx[sel] - starts[j]
         return frag, local
@@ -339,7 +337,8 @@ class Store:
     def _by_fragment(self, idx: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """(fragment, positions in ``idx``, local indices) for the fragments that global ``idx`` touch."""
         frag_of = np.searchsorted(self.fragment_starts, idx, side="right") - 1
-        order = np.argsort(frag_of, kind="stable")
+        # (any sort: a group's positions and local indices are taken together)
+        order = np.argsort(frag_of, kind="stable")  # pragma: no mutate
         bounds = np.flatnonzero(np.diff(frag_of[order])) + 1
         for group in np.split(order, bounds) if len(idx) else ():
             k = int(frag_of[group[0]])
@@ -407,10 +406,14 @@ class Store:
         """One cloud field over the whole store, ``[num_clouds]``."""
         self._check_fields([name])
         if not self.num_fragments:
-            return np.zeros(0)
+            return self._no_values(name)
         return np.concatenate([self._fragment(k).field(name) for k in range(self.num_fragments)])
 
     # -- reading ---------------------------------------------------------------------------------
+    def _no_values(self, name: str) -> np.ndarray:
+        """Cloud field ``name`` of no clouds, in its stored dtype (as a read of some clouds gives it)."""
+        return np.zeros(0, next(f.dtype for f in self.meta.cloud_features if f.name == name))
+
     def _check_fields(self, names: Sequence[str]) -> None:
         unknown = [n for n in names if n not in self.cloud_features]
         if unknown:
@@ -418,17 +421,19 @@ class Store:
 
     def take(self, indices: Sequence[int] | np.ndarray, *, fields: Sequence[str] | None = None) -> Clouds:
         """Clouds at global ``indices`` in the given order, reading only the chunks that hold them."""
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        idx = np.asarray(indices, dtype=np.int64)  # (int8 indices of -1 and up would overflow below)
+        idx = idx.reshape(-1)  # pragma: no mutate (numpy reads any negative size, and None, as -1)
         names = list(self.cloud_features if fields is None else fields)
         self._check_fields(names)
         if idx.size and (idx.min() < -self.num_clouds or idx.max() >= self.num_clouds):
             raise IndexError(f"cloud index out of range for a store of {self.num_clouds} clouds")
         idx = np.where(idx < 0, idx + self.num_clouds, idx)
         # Ranges, splits and exports ask in ascending order: then no reordering gather at the end.
-        ascending = idx.size < 2 or bool((idx[1:] >= idx[:-1]).all())
-        order = None if ascending else np.argsort(idx, kind="stable")
-        sorted_idx = idx if ascending else idx[order]
-        frag_of, local = self._locate(sorted_idx, "clouds")
+        ascending = bool((idx[1:] >= idx[:-1]).all())
+        if not ascending:
+            order = np.argsort(idx, kind="stable")  # pragma: no mutate (equal indices are the same cloud)
+            idx = idx[order]
+        frag_of, local = self._locate(idx)
         parts = []
         for k in np.unique(frag_of):
             sel = local[frag_of == k]
@@ -437,7 +442,7 @@ class Store:
             parts.append(part.take(inverse) if len(uniq) != len(sel) else part)
         if not parts:
             return Clouds(np.zeros((0, len(self.point_features)), np.float32), np.zeros(1, np.int64),
-                          {n: np.zeros(0) for n in names}, self.point_features)
+                          {n: self._no_values(n) for n in names}, self.point_features)
         gathered = Clouds.concat(parts)
         if ascending:
             return gathered
@@ -504,13 +509,13 @@ class Store:
             raise ValueError(f"out must be C-contiguous float32 {(n, width)}, got {out.dtype} {out.shape}")
         if n == 0:
             return out
-        first, _ = self._locate(np.array([start], dtype=np.int64), "points")
+        first, _ = self._locate(np.array([start]), points=True)
         k, row = int(first[0]), start
         while row < stop:
             frag = self._fragment(k)
             lo = row - self._point_base(k)
             b = min(stop, row + frag.info.num_points - lo)
-            if b > row:
+            if b > row:  # pragma: no mutate (>=: an empty fragment's read of no rows reads nothing)
                 frag.read_points(lo, lo + b - row, out[row - start : b - start])
             row, k = b, k + 1
         return out
@@ -542,11 +547,13 @@ class Store:
     def in_split(self, indices: np.ndarray, name: str) -> np.ndarray:
         """Which of the clouds ``indices`` are in split ``name``, decided per cloud (no list of the split)."""
         self._check_split(name)
-        return split_member(np.asarray(indices, dtype=np.int64), self.meta.splits.seed, self._split_cuts[name])
+        return split_member(indices, self.meta.splits.seed, self._split_cuts[name])  # (split_keys casts to int64)
 
     def indices(self, split: str | None = None) -> np.ndarray:
         """Sorted global indices of the clouds of ``split``, or of every cloud (None)."""
-        return np.arange(self.num_clouds, dtype=np.int64) if split is None else self.split_indices(split)
+        if split is None:
+            return np.arange(self.num_clouds, dtype=np.int64)  # pragma: no mutate (numpy 2's default int is int64)
+        return self.split_indices(split)
 
     def split(self, name: str) -> Clouds:
         """The clouds of split ``name``."""

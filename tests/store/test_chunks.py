@@ -121,6 +121,11 @@ def test_a_format_1_fragment_in_another_layout_is_read_through_zarr(tmp_path, st
     reopened = open_store(store_v1)
     assert reopened._fragment(0)._points_chunks is None and reopened._fragment(1)._points_chunks is not None
     np.testing.assert_array_equal(reopened.read_points(0, reopened.num_points), make_clouds(300, seed=3).points)
+    assert reopened.take([0, 299]).equals(make_clouds(300, seed=3).take([0, 299]))
+    out = np.full((reopened.num_points, 3), np.nan, np.float32)  # both ways of reading fill a given buffer
+    assert reopened.read_points(0, reopened.num_points, out) is out
+    np.testing.assert_array_equal(out, make_clouds(300, seed=3).points)
+    assert reopened.map_points() is None  # a fragment not in raw chunk files: nothing to map
 
 
 def _first_rows(store, shift):

@@ -1,13 +1,15 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
 
-from pcdata import open_store
-from pcdata.errors import NotAStoreError, StoreFormatError, StoreIncompleteError, StoreNotFoundError
+from pcdata import Clouds, open_store
+from pcdata.errors import (NotAStoreError, SplitNotFoundError, StoreFormatError, StoreIncompleteError,
+                           StoreNotFoundError)
 from pcdata.store.writer import prepare_store
-from pcdata.store import write_store
-from tests.store.conftest import SMALL_CHUNKS, make_clouds, shard, shard_entries, template
+from pcdata.store import ChunkSpec, write_store
+from tests.store.conftest import SMALL_CHUNKS, fragment_dirs, make_clouds, shard, shard_entries, template
 
 
 def test_counts_features_and_reads(store_path, clouds):
@@ -290,3 +292,210 @@ def test_a_file_or_a_root_that_disagrees_with_its_manifests_is_refused(tmp_path,
     (store_path / "zarr.json").write_text(json.dumps(doc))
     with pytest.raises(StoreFormatError, match=r"the manifests list 2000 clouds and \d+ points, the root metadata 2001 and \d+$"):
         open_store(store_path)
+
+
+# -- edges the mutation run found untested ------------------------------------------------------------
+
+def test_a_store_of_many_index_manifests_reads_across_them(tmp_path, monkeypatch):
+    import pcdata.store.metadata as metadata
+
+    monkeypatch.setattr(metadata, "INDEX_SIZE", 4)
+    c = make_clouds(90, seed=4)
+    path = tmp_path / "s"
+    write_store(path, c, template(), clouds_per_fragment=6, chunks=ChunkSpec(points_rows=16, clouds=4))
+    s = open_store(path)
+    assert [p.fragments for p in s.meta.manifests.index] == [4, 4, 4, 3]  # fragments 0-3, 4-7, 8-11, 12-14
+    # Each read opens a fresh store: the first manifest it reads is then a later one.
+    idx = np.array([89, 0, 50, 24, 23, 48, 47, 72, 71, 30])  # both sides of each manifest's first cloud
+    assert open_store(path).take(idx).equals(c.take(idx))
+    assert open_store(path).take(np.sort(idx)).equals(c.take(np.sort(idx)))
+    assert open_store(path)[60:80].equals(c.slice(60, 80)) and s.read().equals(c)
+    p2, p3 = int(c.offsets[48]), int(c.offsets[72])  # the first points of manifests 2 and 3
+    for a, b in ((p2, p2 + 5), (p2 - 3, p3 + 3), (p3 + 1, c.num_points), (0, c.num_points), (p3, p3 + 1)):
+        out = np.full((b - a, 3), np.nan, np.float32)
+        np.testing.assert_array_equal(open_store(path).read_points(a, b, out), c.points[a:b])
+    starts, counts = open_store(path).point_ranges(idx)
+    np.testing.assert_array_equal(starts, c.offsets[idx])
+    np.testing.assert_array_equal(counts, c.counts[idx])
+    np.testing.assert_array_equal(open_store(path).fields_of(idx, ["n"])[:, 0], c.fields["n"][idx])
+    np.testing.assert_array_equal(s.offsets, c.offsets)
+    assert [f.id for f in s.fragments] == [f"f{k:09d}" for k in range(15)] and s.verify() == []
+    # A root whose totals disagree with its manifests names both counts.
+    doc = json.loads((path / "zarr.json").read_text())
+    doc["attributes"]["pcdata"]["num_points"] += 1
+    (path / "zarr.json").write_text(json.dumps(doc))
+    with pytest.raises(StoreFormatError, match=rf"^{path}: the manifests list 90 clouds and {c.num_points} points, "
+                                               rf"the root metadata 90 and {c.num_points + 1}$"):
+        open_store(path)
+
+
+def _edge_clouds():
+    """Clouds around the edges of 4-row chunks: starting on an edge, ending one row past one,
+    empty on an edge (cloud 3) and inside a chunk (cloud 6); every point's value is its row."""
+    counts = np.array([4, 5, 3, 0, 4, 1, 0, 7, 4, 2, 6])  # first rows 0, 4, 9, 12, 12, 16, 17, 17, 24, 28, 30
+    off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    points = np.repeat(np.arange(off[-1], dtype=np.float32), 3).reshape(-1, 3)
+    return Clouds(points, off, {"pt": np.arange(len(counts), dtype=np.float32), "n": counts.astype(np.int32)},
+                  ("x", "y", "z"))
+
+
+def test_any_selection_of_clouds_at_chunk_edges_reads_right(tmp_path):
+    import itertools
+
+    c = _edge_clouds()
+    write_store(tmp_path / "s", c, template(), chunks=ChunkSpec(points_rows=4, clouds=4))
+    s = open_store(tmp_path / "s")
+    n = len(c)
+    for sel in itertools.chain(itertools.permutations(range(n), 2), itertools.combinations(range(n), 3)):
+        assert s.take(list(sel)).equals(c.take(list(sel))), sel
+
+
+def test_empty_clouds_read_no_points_chunk(tmp_path):
+    c = _edge_clouds()
+    write_store(tmp_path / "s", c, template(), chunks=ChunkSpec(points_rows=4, clouds=4))
+    path = shard(tmp_path / "s", 0)
+    data = bytearray(path.read_bytes())
+    for offset, nbytes in shard_entries(path):  # every points chunk damaged
+        data[offset : offset + nbytes] = b"g" * nbytes
+    path.write_bytes(bytes(data))
+    s = open_store(tmp_path / "s")
+    for sel in ([3], [6], [3, 6], [6, 3, 6]):
+        assert s.take(sel).equals(c.take(sel)), sel
+    assert s[6]["points"].shape == (0, 3) and s[6]["points"].dtype == np.float32
+    with pytest.raises(StoreFormatError, match="damaged Blosc chunk"):
+        s.take([5])
+
+
+def test_fragments_without_points_read_and_verify(tmp_path):
+    counts = np.array([2, 0, 0, 3, 1])
+    off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    c = Clouds(np.arange(off[-1] * 3, dtype=np.float32).reshape(-1, 3), off,
+               {"pt": np.arange(5, dtype=np.float32), "n": counts.astype(np.int32)}, ("x", "y", "z"))
+    write_store(tmp_path / "s", c, template(), clouds_per_fragment=1)  # fragments 1 and 2 hold no points
+    s = open_store(tmp_path / "s")
+    assert s.verify() == [] and s.read().equals(c) and s.take([2, 1]).equals(c.take([2, 1]))
+    np.testing.assert_array_equal(s.read_points(1, 4), c.points[1:4])  # across both
+    assert [len(f) for f in s.iter_fragments()] == [1] * 5
+
+
+def test_a_store_of_no_fragments_reads_as_empty(tmp_path):
+    from pcdata.store import open_store as open_path
+
+    t = template().__class__(**{**template().__dict__, "expected_fragments": 2})
+    prepare_store(tmp_path / "s", t)  # nothing committed yet
+    message = (rf"^{tmp_path / 's'}: incomplete store, 0 of 2 fragments committed \(an ingest was interrupted\); "
+               r"re-run the same ingest command to finish it$")
+    with pytest.raises(StoreIncompleteError, match=message):
+        open_path(tmp_path / "s")  # the default refuses it
+    s = open_path(tmp_path / "s", allow_incomplete=True)
+    none = make_clouds(0)
+    assert (s.num_fragments, len(s), s.max_points) == (0, 0, 0)
+    assert s.read().equals(none) and s.take([]).equals(none) and s.read(fields=["n"]).fields["n"].dtype == np.int32
+    assert s.field("pt").dtype == np.float32 and s.field("pt").shape == (0,)
+    np.testing.assert_array_equal(s.offsets, [0])
+    assert s.map_points() is None and s.verify() == [] and list(s.iter_fragments()) == []
+
+
+def test_no_clouds_read_in_the_store_dtypes(store_path, clouds):
+    s = open_store(store_path)
+    assert s.take([]).equals(clouds.slice(0, 0)) and s[5:5].equals(clouds.slice(0, 0))
+    assert s.take([]).offsets.dtype == np.int64
+    assert s.read(3, 3, fields=["n"]).equals(Clouds(clouds.points[:0], clouds.offsets[:1], {"n": clouds.fields["n"][:0]},
+                                                    clouds.point_features))
+
+
+def test_slices_and_field_selection_read_what_they_name(store_path, clouds):
+    s = open_store(store_path)
+    assert s[:5].equals(clouds.slice(0, 5)) and s[:0].equals(clouds.slice(0, 0))
+    assert s[::2].equals(clouds.take(np.arange(0, 2000, 2))) and s[1:9:1].equals(clouds.slice(1, 9))
+    got = s.read(690, 710, fields=["n"])
+    assert list(got.fields) == ["n"] and np.array_equal(got.fields["n"], clouds.fields["n"][690:710])
+    # Not sorted, though every index after the first is larger than it.
+    assert s.take([0, 1500, 700, 701]).equals(clouds.take([0, 1500, 700, 701]))
+    with pytest.raises(SplitNotFoundError, match=rf"^{store_path}: no split 'dev' \(has train, val, test\)$"):
+        s.split("dev")
+
+
+def test_indices_of_any_integer_type_read_the_same(store_path, clouds):
+    s = open_store(store_path)
+    idx = [1999, 5, 700, 699, 5]
+    for dtype in (np.int32, np.uint32, np.uint64):
+        typed = np.array(idx, dtype)
+        starts, counts = s.point_ranges(typed)
+        np.testing.assert_array_equal(starts, clouds.offsets[idx])
+        np.testing.assert_array_equal(counts, clouds.counts[idx])
+        np.testing.assert_array_equal(s.fields_of(typed, ["n"])[:, 0], clouds.fields["n"][idx])
+        assert s.take(typed).equals(clouds.take(idx))
+        np.testing.assert_array_equal(s.in_split(typed, "val"), s.in_split(np.array(idx), "val"))
+    small = np.array([-1, 5, 127, -128], np.int8)  # counted from the end: past what int8 holds
+    assert s.take(small).equals(clouds.take([1999, 5, 127, 1872]))
+
+
+def test_views_of_a_split(store_path, clouds):
+    import awkward as ak
+
+    s = open_store(store_path)
+    val = clouds.take(s.split_indices("val"))
+    padded = s.to_numpy(pad=7, split="val")
+    expected = val.padded(7)
+    assert padded.points.shape == (len(val), 7, 3) and padded.truncated == expected.truncated > 0
+    np.testing.assert_array_equal(padded.points, expected.points)
+    np.testing.assert_array_equal(padded.mask, expected.mask)
+    assert s.to_arrow(split="val").equals(val.to_arrow())
+    assert ak.to_list(s.to_awkward(split="val")) == ak.to_list(val.to_awkward())
+
+
+def test_the_default_arrow_batch_is_65536_clouds(tmp_path):
+    n = 65537
+    off = np.arange(n + 1, dtype=np.int64) // 2
+    c = Clouds(np.ones((off[-1], 3), np.float32), off, {"pt": np.zeros(n, np.float32), "n": np.zeros(n, np.int32)},
+               ("x", "y", "z"))
+    write_store(tmp_path / "s", c, template())
+    assert [b.num_rows for b in open_store(tmp_path / "s").iter_arrow_batches()] == [65536, 1]
+
+
+def test_recently_used_fragments_stay_cached_and_the_least_recent_is_evicted(tmp_path, clouds, monkeypatch):
+    import pcdata.store.reader as reader
+
+    path = tmp_path / "many"
+    write_store(path, clouds, template(), clouds_per_fragment=50, chunks=SMALL_CHUNKS)  # 40 fragments
+    monkeypatch.setattr(reader, "_CACHE_BYTES", 1)
+    s = open_store(path)
+    assert s._cache_limit == 16
+    for k in [*range(16), 0, 16]:  # fragment 0 used again before 16 comes in: 1 is the least recent
+        s.point_ranges([50 * k])
+    for f in fragment_dirs(path):
+        shutil.rmtree(f / "offsets")
+    for k in (0, *range(2, 17)):  # held in memory: the removed offsets are not read again
+        assert s.point_ranges([50 * k + 1])[0][0] == clouds.offsets[50 * k + 1]
+    with pytest.raises(StoreFormatError, match="fragment f000000001: missing chunk file"):
+        s.point_ranges([50])
+
+
+def test_verify_reports_every_damaged_fragment(store_path):
+    import zarr
+
+    gone = shard(store_path, 0)
+    gone.unlink()
+    arr = zarr.open_array(str(shard(store_path, 2).parent), mode="r+")
+    arr[3] = arr[3] + 1
+    assert open_store(store_path).verify() == [
+        f"fragment f000000000: unreadable ({store_path}: fragment f000000000: missing chunk file ({gone}))",
+        "fragment f000000002: checksum mismatch"]
+
+
+def test_a_damaged_format_1_fragment_is_an_error_naming_it(store_v1):
+    import zarr
+
+    chunk = store_v1 / "fragments" / "f000001" / "points" / "c" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:16] + b"g" * (chunk.stat().st_size - 16))
+    with pytest.raises(StoreFormatError, match=rf"^{chunk}: damaged Blosc chunk"):
+        open_store(store_v1).read()
+    assert open_store(store_v1).verify()[0].startswith(f"fragment f000001: unreadable ({chunk}: damaged Blosc chunk")
+    # Offsets that end short of the fragment's points: the counts no longer match the manifest.
+    offsets = zarr.open_array(str(store_v1 / "fragments" / "f000002"), path="offsets", mode="r+")
+    offsets[-1] = offsets[-1] - 1
+    assert open_store(store_v1).verify()[1:] == ["fragment f000002: counts differ from the metadata"]
+    shutil.rmtree(store_v1 / "fragments" / "f000000" / "cloud" / "pt")
+    with pytest.raises(StoreFormatError, match=rf"^{store_v1}: fragment f000000 is missing or damaged \(cloud/pt: "):
+        open_store(store_v1).field("pt")

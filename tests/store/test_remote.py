@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler
 import numpy as np
 import pytest
 
-from pcdata.errors import NotAStoreError, RemoteStoreError, StoreFormatError, StoreNotFoundError
+from pcdata.errors import NotAStoreError, RemoteStoreError, StoreFormatError, StoreIncompleteError, StoreNotFoundError
 from pcdata.loaders import PointCloudLoader
 from pcdata.store import ChunkSpec, open_store, write_store
 from tests.conftest import run_cli
@@ -191,8 +191,29 @@ def test_a_shard_that_changes_under_a_reader_is_an_error_naming_the_chunk(tmp_pa
 
 def test_a_format_1_store_is_refused_over_http(store_v1):
     with serve_dir(store_v1.parent) as server:
-        with pytest.raises(StoreFormatError, match="format 1 store is read from a local path only"):
+        message = (rf"^{server.url}/{store_v1.name}: a format 1 store is read from a local path only; "
+                   r"`pcdata migrate` makes it format 2, which is read over HTTP too$")
+        with pytest.raises(StoreFormatError, match=message):
             open_store(f"{server.url}/{store_v1.name}")
+
+
+def test_an_interrupted_ingest_over_http_and_a_url_ending_in_a_slash(tmp_path):
+    """Refused as on disk, opened with ``allow_incomplete``; a trailing slash names the same store
+    (here one whose name ends in an X: only slashes are cut)."""
+    from pcdata.store import prepare_store
+
+    c = make_clouds(100, seed=2)
+    t = template().__class__(**{**template().__dict__, "expected_fragments": 2})
+    b = prepare_store(tmp_path / "www" / "run-X", t)
+    b.commit(b.writer().write("f000000000", c.slice(0, 60)))
+    with serve_dir(tmp_path / "www") as server:
+        url = f"{server.url}/run-X"
+        message = (rf"^{url}: incomplete store, 1 of 2 fragments committed \(an ingest was interrupted\); "
+                   r"re-run the same ingest command to finish it$")
+        with pytest.raises(StoreIncompleteError, match=message):
+            open_store(url + "/")
+        store = open_store(url + "/", allow_incomplete=True)
+        assert store.path == url and not store.complete and store.read().equals(c.slice(0, 60))
 
 
 def test_inspect_verify_and_export_read_a_store_over_http(served, tmp_path):
