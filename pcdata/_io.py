@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["read_yaml_mapping", "atomic_path", "check_posix_path", "check_writable_parent", "fsync_dir", "write_json_atomic", "file_digest", "file_sha256", "remove_tree", "temp_sibling"]
+__all__ = ["URL_RE", "is_url", "read_yaml_mapping", "atomic_path", "check_posix_path", "check_writable_parent", "fsync_dir", "write_json_atomic", "file_digest", "file_sha256", "remove_tree", "temp_sibling"]
 
 
 def temp_sibling(path: str | os.PathLike, tag: str = "tmp") -> Path:
@@ -42,6 +42,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/")
+#: ``scheme://...``: what inputs and stores read over the network look like (group 1: the scheme).
+URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    """True for ``scheme://...`` (read over the network, never made absolute)."""
+    return URL_RE.match(os.fspath(path)) is not None
 
 
 def check_posix_path(path: str | os.PathLike) -> None:

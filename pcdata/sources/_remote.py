@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 from dataclasses import dataclass
 from typing import Any, Iterator, NoReturn
 
+from .._io import URL_RE as _URL
+from .._io import is_url
 from ..errors import PcdataError, RemoteReadError, SourceError
 
 __all__ = ["SCHEMES", "is_url", "RemoteInfo", "remote_info", "open_remote", "input_size", "input_identity",
@@ -27,12 +28,6 @@ SCHEMES = ("http", "https", "root", "xroot")
 #: Bytes per cached block of a remote HDF5 file: HDF5 metadata reads are small and scattered,
 #: data reads are whole chunks; one block per round trip.
 BLOCK_SIZE = 1 << 20
-_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-def is_url(path: str | os.PathLike) -> bool:
-    """True for ``scheme://...`` (an input read over the network, never made absolute)."""
-    return _URL.match(os.fspath(path)) is not None
 
 
 def _check_scheme(url: str) -> str:

@@ -14,17 +14,11 @@ Format 1 stores (chunks through zarr, fragments listed as directories) are read 
 from __future__ import annotations
 
 import os
-import re
 
+from .._io import is_url
 from ..errors import RemoteStoreError
 
 __all__ = ["is_url", "read_bytes", "file_size", "read_range", "join"]
-
-_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
-
-
-def is_url(path: str | os.PathLike) -> bool:
-    return _URL.match(os.fspath(path)) is not None
 
 
 def join(base: str | os.PathLike, *parts: str):
