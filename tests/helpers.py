@@ -139,8 +139,18 @@ def serve_http(handler) -> Iterator[str]:
     import threading
     from http.server import ThreadingHTTPServer
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
+    class Server(ThreadingHTTPServer):
+        # Keep-alive connections outlive shutdown() in their handler threads: a client's pooled
+        # connection to this port would reach them when a later server gets the same port.
+        daemon_threads = True
+        open_sockets: set = set()
+
+        def process_request(self, request, client_address):
+            self.open_sockets.add(request)
+            super().process_request(request, client_address)
+
+    httpd = Server(("127.0.0.1", 0), handler)
+    httpd.open_sockets = set()
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -148,4 +158,11 @@ def serve_http(handler) -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+        import socket
+
+        for sock in list(httpd.open_sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed
+                pass
         thread.join(5)
